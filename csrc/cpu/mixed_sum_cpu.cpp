@@ -1,0 +1,165 @@
+// CPU kernels of goldnas::mixed_sum: out = sum_k w[k] * x_k, and its one-pass backward.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_strided.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "checks.h"
+
+namespace goldnas {
+namespace {
+
+// Elements per block: a block of the accumulator stays in L1/L2 while the K inputs stream past;
+// large tensors get longer blocks so each input stream spans several pages (the prefetcher needs
+// that). The block grid depends on n only, never on the thread count, so gate-gradient sums are
+// deterministic.
+constexpr int64_t kMaxBlock = 16384;
+constexpr int kLanes = 8;
+
+inline int64_t block_size(int64_t n) { return n >= (int64_t{1} << 20) ? kMaxBlock : 4096; }
+
+template <typename acc_t>
+std::vector<acc_t> weights_on_host(const at::Tensor& weights, int64_t k) {
+  at::Tensor w = weights.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+  const acc_t* p = w.data_ptr<acc_t>();
+  return std::vector<acc_t>(p, p + k);
+}
+
+template <typename scalar_t>
+void forward_kernel(const std::vector<at::Tensor>& xs, const at::Tensor& weights, at::Tensor& out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t K = static_cast<int64_t>(xs.size());
+  const int64_t n = out.numel();
+  std::vector<const scalar_t*> x(K);
+  for (int64_t k = 0; k < K; ++k) x[k] = xs[k].const_data_ptr<scalar_t>();
+  const std::vector<acc_t> w = weights_on_host<acc_t>(weights, K);
+  scalar_t* o = out.mutable_data_ptr<scalar_t>();
+  const int64_t kBlock = block_size(n);
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    acc_t acc[kMaxBlock];
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t start = b * kBlock;
+      const int64_t len = std::min(kBlock, n - start);
+      const scalar_t* x0 = x[0] + start;
+      for (int64_t i = 0; i < len; ++i) acc[i] = w[0] * static_cast<acc_t>(x0[i]);
+      for (int64_t k = 1; k < K; ++k) {
+        const scalar_t* xk = x[k] + start;
+        const acc_t wk = w[k];
+        for (int64_t i = 0; i < len; ++i) acc[i] += wk * static_cast<acc_t>(xk[i]);
+      }
+      scalar_t* ob = o + start;
+      for (int64_t i = 0; i < len; ++i) ob[i] = static_cast<scalar_t>(acc[i]);
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, const at::Tensor& weights,
+                     std::vector<at::Tensor>& grad_xs, at::Tensor& grad_w) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t K = static_cast<int64_t>(xs.size());
+  const int64_t n = grad.numel();
+  const bool need_x = !grad_xs.empty();
+  std::vector<const scalar_t*> x(K);
+  std::vector<scalar_t*> gx(need_x ? K : 0);
+  for (int64_t k = 0; k < K; ++k) {
+    x[k] = xs[k].const_data_ptr<scalar_t>();
+    if (need_x) gx[k] = grad_xs[k].mutable_data_ptr<scalar_t>();
+  }
+  const std::vector<acc_t> w = weights_on_host<acc_t>(weights, K);
+  const scalar_t* g = grad.const_data_ptr<scalar_t>();
+  const int64_t kBlock = block_size(n);
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<acc_t> partial(static_cast<size_t>(blocks * K), acc_t(0));
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    acc_t gb[kMaxBlock];
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t start = b * kBlock;
+      const int64_t len = std::min(kBlock, n - start);
+      for (int64_t i = 0; i < len; ++i) gb[i] = static_cast<acc_t>(g[start + i]);
+      for (int64_t k = 0; k < K; ++k) {
+        const scalar_t* xk = x[k] + start;
+        acc_t lane[kLanes] = {};
+        int64_t i = 0;
+        for (; i + kLanes <= len; i += kLanes) {
+          for (int j = 0; j < kLanes; ++j) lane[j] += static_cast<acc_t>(xk[i + j]) * gb[i + j];
+        }
+        for (; i < len; ++i) lane[0] += static_cast<acc_t>(xk[i]) * gb[i];
+        acc_t dot = 0;
+        for (int j = 0; j < kLanes; ++j) dot += lane[j];
+        partial[b * K + k] = dot;
+        if (need_x) {
+          scalar_t* gxk = gx[k] + start;
+          const acc_t wk = w[k];
+          for (int64_t i2 = 0; i2 < len; ++i2) gxk[i2] = static_cast<scalar_t>(wk * gb[i2]);
+        }
+      }
+    }
+  });
+  // Blocks are summed in a fixed order, in double, so the result does not depend on threading.
+  at::Tensor gw = at::empty({K}, grad_w.options().dtype(at::kDouble));
+  double* gwp = gw.mutable_data_ptr<double>();
+  for (int64_t k = 0; k < K; ++k) {
+    double s = 0.0;
+    for (int64_t b = 0; b < blocks; ++b) s += static_cast<double>(partial[b * K + k]);
+    gwp[k] = s;
+  }
+  grad_w.copy_(gw);
+}
+
+at::Tensor mixed_sum_cpu(at::TensorList inputs, const at::Tensor& weights) {
+  check_same_tensors("mixed_sum", "inputs", inputs);
+  check_weights("mixed_sum", weights, static_cast<int64_t>(inputs.size()), inputs[0]);
+  TORCH_CHECK(weights.size(0) == static_cast<int64_t>(inputs.size()), "mixed_sum: weights has ",
+              weights.size(0), " entries but there are ", inputs.size(), " inputs");
+  std::vector<at::Tensor> xs = dense_same_layout(inputs);
+  at::Tensor out = at::empty_strided(xs[0].sizes(), xs[0].strides(), xs[0].options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "mixed_sum_cpu",
+                                  [&] { forward_kernel<scalar_t>(xs, weights, out); });
+  return out;
+}
+
+std::tuple<std::vector<at::Tensor>, at::Tensor> mixed_sum_backward_cpu(const at::Tensor& grad_out,
+                                                                       at::TensorList inputs,
+                                                                       const at::Tensor& weights,
+                                                                       bool need_inputs_grad) {
+  check_same_tensors("mixed_sum_backward", "inputs", inputs);
+  check_weights("mixed_sum_backward", weights, static_cast<int64_t>(inputs.size()), inputs[0]);
+  TORCH_CHECK(grad_out.sizes() == inputs[0].sizes() && grad_out.scalar_type() == inputs[0].scalar_type(),
+              "mixed_sum_backward: grad_out must match inputs[0] in shape and dtype");
+  std::vector<at::Tensor> all(inputs.begin(), inputs.end());
+  all.push_back(grad_out);
+  all = dense_same_layout(all);
+  at::Tensor g = all.back();
+  all.pop_back();
+  std::vector<at::Tensor> grad_xs;
+  if (need_inputs_grad) {
+    for (size_t k = 0; k < all.size(); ++k) grad_xs.push_back(at::empty_strided(g.sizes(), g.strides(), g.options()));
+  }
+  at::Tensor grad_w = at::empty({weights.size(0)}, weights.options());
+  if (g.numel() == 0) {
+    grad_w.zero_();
+    return {grad_xs, grad_w};
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mixed_sum_backward_cpu",
+                                  [&] { backward_kernel<scalar_t>(g, all, weights, grad_xs, grad_w); });
+  return {grad_xs, grad_w};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(goldnas, CPU, m) {
+  m.impl("mixed_sum", &mixed_sum_cpu);
+  m.impl("mixed_sum_backward", &mixed_sum_backward_cpu);
+}
+
+}  // namespace goldnas

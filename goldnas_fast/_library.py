@@ -1,0 +1,23 @@
+"""Loads the compiled extension, which registers the ``torch.ops.goldnas`` operators."""
+from __future__ import annotations
+
+import torch
+
+try:
+    from goldnas_fast import _C  # noqa: F401  (importing it runs the TORCH_LIBRARY registrations)
+except ImportError as exc:  # pragma: no cover - only hit on a broken install
+    raise ImportError(
+        "goldnas_fast's compiled extension (goldnas_fast._C) is missing or does not match the installed "
+        f"torch {torch.__version__}. Rebuild it against this torch with "
+        "`pip install --no-build-isolation .` from the source tree."
+    ) from exc
+
+
+def cuda_version() -> int:
+    """CUDA runtime version the kernels were compiled with, or -1 for a CPU-only build."""
+    return int(torch.ops.goldnas._cuda_version())
+
+
+def has_cuda_kernels() -> bool:
+    """True when the CUDA kernels were compiled in and a CUDA device is usable."""
+    return cuda_version() > 0 and torch.cuda.is_available()

@@ -1,0 +1,169 @@
+"""mixed_sum against mixed_sum_ref: values, gradients, half-precision error, registration, bad input."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from goldnas_fast.ops import mixed_sum, mixed_sum_ref
+from tests.conftest import DEVICES
+
+SHAPES = [(7,), (3, 5), (2, 3, 5, 7), (4, 16, 32, 32), (1, 1, 1, 1), (5, 3, 1, 9)]
+KS = [1, 2, 5, 8, 9, 17, 32]
+
+
+def _make(shape, k, dtype, device, layout, gen):
+    xs = []
+    for _ in range(k):
+        if layout == "strided":
+            big = torch.randn(*shape[:-1], shape[-1] * 2, generator=gen, dtype=torch.float64)
+            x = big.to(device=device, dtype=dtype)[..., ::2]
+        elif layout == "channels_last" and len(shape) == 4:
+            x = torch.randn(shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = torch.randn(shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+        xs.append(x.requires_grad_())
+    w = torch.rand(k, generator=gen, dtype=torch.float64).to(device=device, dtype=torch.float32).requires_grad_()
+    return xs, w
+
+
+def _grads(fn, xs, w, g):
+    out = fn(xs, w)
+    return (out, *torch.autograd.grad(out, [*xs, w], g))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "channels_last"])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("k", KS)
+def test_matches_reference_float32(device, layout, shape, k):
+    gen = torch.Generator().manual_seed(hash((layout, shape, k)) % 2**31)
+    xs, w = _make(shape, k, torch.float32, device, layout, gen)
+    g = torch.randn(shape, generator=gen).to(device)
+    fused = _grads(mixed_sum, xs, w, g)
+    ref = _grads(mixed_sum_ref, xs, w, g)
+    for a, b in zip(fused, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * max(1.0, b.abs().max().item()))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("k", [1, 3, 8, 20])
+def test_half_precision_error_within_twice_pytorch(device, dtype, k):
+    gen = torch.Generator().manual_seed(k)
+    shape = (8, 16, 16, 16)
+    xs, w = _make(shape, k, dtype, device, "contiguous", gen)
+    g = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+    exact_xs = [x.detach().double().requires_grad_() for x in xs]
+    exact_w = w.detach().double().requires_grad_()
+    exact = _grads(mixed_sum_ref, exact_xs, exact_w, g.double())
+    fused = _grads(mixed_sum, xs, w, g)
+    same_dtype = _grads(mixed_sum_ref, xs, w, g)
+    for name, e, f, s in zip(["out", *[f"grad_x{i}" for i in range(k)], "grad_w"], exact, fused, same_dtype):
+        err_fused = (f.double() - e).abs().max().item()
+        err_torch = (s.double() - e).abs().max().item()
+        assert err_fused <= 2 * err_torch + 1e-6 * e.abs().max().item(), (name, err_fused, err_torch)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_gradcheck_float64(k):
+    gen = torch.Generator().manual_seed(k)
+    xs = [torch.randn(2, 3, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(k)]
+    w = torch.rand(k, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w, *xs: mixed_sum(list(xs), w), (w, *xs))
+
+
+def test_gate_gradient_is_deterministic():
+    gen = torch.Generator().manual_seed(0)
+    xs, w = _make((64, 16, 32, 32), 5, torch.float32, "cpu", "contiguous", gen)
+    g = torch.randn(64, 16, 32, 32, generator=gen)
+    first = torch.autograd.grad(mixed_sum(xs, w), w, g)[0]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = torch.autograd.grad(mixed_sum(xs, w), w, g)[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(first, single)
+
+
+def test_inputs_without_grad_only_gate_gradient():
+    xs = [torch.randn(3, 4) for _ in range(3)]
+    w = torch.rand(3, requires_grad=True)
+    out = mixed_sum(xs, w)
+    (gw,) = torch.autograd.grad(out.sum(), w)
+    torch.testing.assert_close(gw, torch.stack([x.sum() for x in xs]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    for k, shape in [(1, (3,)), (4, (2, 3, 4, 5)), (9, (5, 7))]:
+        xs = [torch.randn(shape, device=device, requires_grad=bool(i % 2 == 0)) for i in range(k)]
+        w = torch.rand(k, device=device, requires_grad=True)
+        torch.library.opcheck(torch.ops.goldnas.mixed_sum.default, (xs, w))
+        g = torch.randn(shape, device=device)
+        # The backward op is not itself differentiable (no double backward), so it is checked on plain tensors.
+        plain = [x.detach() for x in xs]
+        for need_inputs_grad in (True, False):
+            torch.library.opcheck(torch.ops.goldnas.mixed_sum_backward.default,
+                                  (g, plain, w.detach(), need_inputs_grad))
+
+
+def test_torch_compile_fullgraph():
+    torch._dynamo.reset()
+
+    def f(xs, w):
+        return torch.relu(mixed_sum(xs, torch.sigmoid(w))) * 2
+
+    xs = [torch.randn(2, 3, 8, 8, requires_grad=True) for _ in range(4)]
+    w = torch.randn(4, requires_grad=True)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    out = compiled(xs, w)
+    ref = torch.relu(mixed_sum_ref(xs, torch.sigmoid(w))) * 2
+    torch.testing.assert_close(out, ref)
+    ga = torch.autograd.grad(out.sum(), [*xs, w])
+    gb = torch.autograd.grad(ref.sum(), [*xs, w])
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: ([], torch.rand(0)), "at least one"),
+        (lambda: ([torch.randn(3), torch.randn(4)], torch.rand(2)), r"inputs\[1\] has shape"),
+        (lambda: ([torch.randn(3), torch.randn(3, dtype=torch.float64)], torch.rand(2)), r"inputs\[1\] has dtype"),
+        (lambda: ([torch.randn(3), torch.randn(3)], torch.rand(3)), "weights has 3 entries"),
+        (lambda: ([torch.randn(3)], torch.rand(1, 1)), "weights must be 1-D"),
+        (lambda: ([torch.arange(3), torch.arange(3)], torch.rand(2)), "floating-point"),
+        (lambda: ([torch.randn(3)], torch.tensor([1])), "weights must be floating-point"),
+        (lambda: (torch.randn(2, 3), torch.rand(2)), "sequence of tensors"),
+        (lambda: ([torch.randn(3), "x"], torch.rand(2)), r"inputs\[1\] must be a torch.Tensor"),
+    ],
+)
+def test_bad_input_raises_value_error(make, match):
+    inputs, weights = make()
+    with pytest.raises(ValueError, match=match):
+        mixed_sum(inputs, weights)
+
+
+def test_bad_input_through_dispatcher_raises_runtime_error():
+    with pytest.raises(RuntimeError, match="inputs\\[1\\] has shape"):
+        torch.ops.goldnas.mixed_sum([torch.randn(3), torch.randn(4)], torch.rand(2))
+    with pytest.raises(RuntimeError, match="weights has 3 entries"):
+        torch.ops.goldnas.mixed_sum([torch.randn(3)], torch.rand(3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs two devices")
+def test_weights_on_other_device():
+    with pytest.raises(ValueError, match="weights is on"):
+        mixed_sum([torch.randn(3, device="cuda")], torch.rand(1))
+
+
+def test_empty_tensors():
+    xs = [torch.randn(0, 3, requires_grad=True) for _ in range(2)]
+    w = torch.rand(2, requires_grad=True)
+    out = mixed_sum(xs, w)
+    assert out.shape == (0, 3)
+    (gw,) = torch.autograd.grad(out.sum(), w)
+    assert torch.equal(gw, torch.zeros(2))
