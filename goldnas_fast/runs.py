@@ -1,0 +1,117 @@
+"""Run directories: ownership checks, per-epoch JSON logs, atomic checkpoints, resume.
+
+A run directory belongs to one configuration: ``config.json`` records it, and a later run with another
+configuration is refused instead of overwriting anything. Checkpoints are written to a temporary file
+and renamed, so an interrupted write never leaves a torn checkpoint behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from goldnas_fast.errors import UserError
+
+__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_json"]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Writes ``obj`` as indented JSON atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+class RunDir:
+    """One run's output directory.
+
+    Args:
+        path: the directory (created if absent).
+        kind: what runs here (``'search'``, ``'train'``); recorded and checked.
+        config: the JSON-able configuration that must match to write into or resume an existing run.
+        resume: continue from the last checkpoint; without it an existing run directory is refused.
+    """
+
+    CHECKPOINT = "checkpoint.pt"
+
+    def __init__(self, path: str | Path, kind: str, config: Mapping[str, Any], resume: bool = False) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.config = json.loads(json.dumps(dict(config)))  # normalized, JSON-only
+        config_file = self.path / "config.json"
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path} exists and is not a directory")
+        if config_file.exists():
+            try:
+                saved = json.loads(config_file.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise UserError(f"--out {self.path}: config.json is unreadable ({exc}); refusing to touch the directory") from None
+            if saved.get("kind") != kind or saved.get("config") != self.config:
+                diff = sorted(k for k in set(self.config) | set(saved.get("config", {}))
+                              if self.config.get(k) != saved.get("config", {}).get(k))
+                raise UserError(f"--out {self.path} holds another {saved.get('kind', 'unknown')} run "
+                                f"(differs in: {', '.join(diff) or 'kind'}); choose another --out")
+            if not resume:
+                raise UserError(f"--out {self.path} already holds this run; pass --resume to continue it "
+                                "or choose another --out")
+        elif self.path.is_dir() and any(self.path.iterdir()):
+            raise UserError(f"--out {self.path} is not empty and holds no goldnas_fast run; choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not config_file.exists():
+            atomic_write_json(config_file, {"kind": kind, "config": self.config})
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.jsonl"
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Appends one JSON line to ``log.jsonl``."""
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(dict(record), sort_keys=True) + "\n")
+
+    def truncate_log(self, epochs_done: int) -> None:
+        """Drops log lines of epochs after the checkpoint (written before an interruption)."""
+        if not self.log_path.exists():
+            return
+        lines = [ln for ln in self.log_path.read_text().splitlines() if ln.strip()]
+        keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs_done]
+        atomic_write_bytes(self.log_path, "".join(ln + "\n" for ln in keep).encode())
+
+    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
+        """Saves ``state`` (tensors, numbers, JSON-able objects) atomically."""
+        import io
+
+        buf = io.BytesIO()
+        torch.save(dict(state), buf)
+        atomic_write_bytes(self.path / self.CHECKPOINT, buf.getvalue())
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint, or None if the run has none yet."""
+        path = self.path / self.CHECKPOINT
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a corrupt file must be reported, not crash with a traceback
+            raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
+
+    def write_result(self, result: Mapping[str, Any]) -> None:
+        atomic_write_json(self.path / "result.json", dict(result))
