@@ -1,0 +1,83 @@
+"""Forward+backward of ``mixed_sum`` vs eager ``sum(w * x)`` vs ``torch.compile`` of the same function.
+
+Usage: python bench/bench_mixed_sum.py [--device cpu|cuda] [--quick]
+On CUDA the table also gives GB/s and the fraction of a device-to-device copy measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, markdown_table, time_ms  # noqa: E402
+
+from goldnas_fast.ops import mixed_sum, mixed_sum_ref  # noqa: E402
+
+
+def eager(xs, w):
+    return sum(wk * x for wk, x in zip(w, xs))
+
+
+def step(fn, xs, w, g):
+    out = fn(xs, w)
+    return torch.autograd.grad(out, [*xs, w], g)
+
+
+def copy_gbps(numel: int, dtype: torch.dtype, device: str) -> float:
+    src = torch.empty(numel, dtype=dtype, device=device)
+    dst = torch.empty_like(src)
+    ms = time_ms(lambda: dst.copy_(src), device)
+    return 2 * numel * src.element_size() / ms / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and shorter timing")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    args = parser.parse_args()
+    device, dtype = args.device, getattr(torch, args.dtype)
+    run_time = 0.3 if args.quick else 1.0
+    shapes = [(64, 16, 32, 32), (64, 32, 32, 32), (64, 64, 32, 32)]
+    ks = [2, 5, 8]
+    cases = [(s, k) for s in shapes for k in ks] + [((256, 64, 64, 64), 5)]
+    if args.quick:
+        cases = [((64, 16, 32, 32), 5), ((64, 64, 32, 32), 8)]
+    compiled = None if args.no_compile else torch.compile(eager, dynamic=False)
+    rows = []
+    for shape, k in cases:
+        gen = torch.Generator().manual_seed(0)
+        xs = [torch.randn(shape, generator=gen).to(device, dtype).requires_grad_() for _ in range(k)]
+        w = torch.rand(k, generator=gen).to(device).requires_grad_()
+        g = torch.randn(shape, generator=gen).to(device, dtype)
+        # correctness first: the fused result must match the reference before it is timed
+        for a, b in zip(step(mixed_sum, xs, w, g), step(mixed_sum_ref, xs, w, g)):
+            torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2 * b.abs().max().item())
+        t_fused = time_ms(lambda: step(mixed_sum, xs, w, g), device, run_time)
+        t_eager = time_ms(lambda: step(eager, xs, w, g), device, run_time)
+        t_comp = float("nan")
+        if compiled is not None:
+            try:
+                t_comp = time_ms(lambda: step(compiled, xs, w, g), device, run_time)
+            except Exception as exc:  # report, do not hide, a compile failure
+                print(f"torch.compile failed for {shape} K={k}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        n = xs[0].numel()
+        moved = (3 * k + 2) * n * xs[0].element_size()  # fwd: K reads + 1 write; bwd: K+1 reads + K writes
+        row = [f"{tuple(shape)}", k, t_fused, t_eager, t_comp, t_eager / t_fused, t_comp / t_fused]
+        if device.startswith("cuda"):
+            gbps = moved / t_fused / 1e6
+            row += [gbps, gbps / copy_gbps(n * k, dtype, device)]
+        rows.append(row)
+    header = ["shape", "K", "fused ms", "eager ms", "compile ms", "eager/fused", "compile/fused"]
+    if device.startswith("cuda"):
+        header += ["fused GB/s", "fraction of copy"]
+    print(f"mixed_sum forward+backward, {args.dtype} | {environment(device)}\n")
+    print(markdown_table(header, rows))
+
+
+if __name__ == "__main__":
+    main()
