@@ -1,0 +1,286 @@
+"""The epoch loop: SGD by a :class:`~goldnas_fast.train.protocols.Protocol`, per-epoch logs and checkpoints.
+
+Reproducibility: every random draw of epoch ``e`` (shuffling, augmentation, drop-path) comes from
+seeds derived from ``(seed, e)``, and the checkpoint written after each epoch holds the model,
+the optimizer (momentum buffers), the history and the RNG states. A run stopped after epoch ``k``
+and resumed therefore ends bit-identical, on CPU, to an uninterrupted run with the same seed.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from goldnas_fast.errors import UserError
+from goldnas_fast.runs import RunDir
+from goldnas_fast.train.protocols import Protocol
+
+__all__ = ["AMP_MODES", "TrainOptions", "Trainer", "derive_seed", "precision"]
+
+AMP_MODES = ("fp32", "tf32", "bf16")
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+# Streams of per-epoch randomness; fixed numbers so that adding a stream never shifts another.
+STREAM_GLOBAL, STREAM_DATA = 0, 1
+
+
+def derive_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed for ``(seed, epoch, stream)`` (numpy ``SeedSequence`` hashing: well mixed, stable)."""
+    if seed < 0 or epoch < 0:
+        raise ValueError(f"seed and epoch must be >= 0, got {seed}, {epoch}")
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+@contextlib.contextmanager
+def precision(mode: str, device: torch.device) -> Iterator[None]:
+    """Numeric mode of a run: ``fp32`` (TF32 off, also for cuDNN convolutions, which PyTorch
+    allows by default), ``tf32`` (TF32 matmuls and convolutions) or ``bf16`` (autocast to bfloat16
+    around forward passes; see :meth:`Trainer.autocast`). Restores the global flags on exit."""
+    if mode not in AMP_MODES:
+        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {mode!r}")
+    if device.type != "cuda":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy TF32 flags warn on newer PyTorch but still work
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """How (not what) to train: none of these change the protocol.
+
+    Attributes:
+        seed: run seed; weights are initialised by the caller, per-epoch randomness derives from it.
+        device: where the model and data live.
+        channels_last: NHWC memory format for the model and its inputs.
+        amp: ``'fp32'`` (default), ``'tf32'`` or ``'bf16'`` (autocast).
+        progress: draw a tqdm bar per epoch (on stderr).
+        stop_after: stop (as if interrupted) once this many epochs are done; for tests and resumption.
+        refresh_every: batches between progress-bar refreshes (each refresh synchronises the device).
+    """
+
+    seed: int
+    device: torch.device
+    channels_last: bool = False
+    amp: str = "fp32"
+    progress: bool = True
+    stop_after: int | None = None
+    refresh_every: int = 10
+
+
+TrainBatches = Callable[[torch.Generator], Iterator[Batch]]
+EvalBatches = Callable[[], Iterator[Batch]]
+
+
+class Trainer:
+    """Trains ``model`` by ``protocol`` and records each epoch in ``run``.
+
+    Args:
+        model: returns logits, or ``(logits, aux_logits)`` in training mode when the protocol has an
+            auxiliary weight. A ``drop_path_prob`` attribute, if present, is set every epoch.
+        protocol: the (possibly overridden) protocol.
+        run: the run directory (log, checkpoints).
+        train_batches: ``f(generator)`` yields the augmented, normalised training batches of one epoch
+            (float NCHW, int64 labels) in an order drawn from ``generator``.
+        n_train: number of training images per epoch (for images/s).
+        eval_sets: name -> ``f()`` yielding normalised evaluation batches (no augmentation).
+        options: seed, device and numeric options.
+    """
+
+    def __init__(self, model: nn.Module, protocol: Protocol, run: RunDir, train_batches: TrainBatches,
+                 n_train: int, eval_sets: Mapping[str, EvalBatches], options: TrainOptions) -> None:
+        self.model, self.protocol, self.run, self.options = model, protocol, run, options
+        self.train_batches, self.n_train, self.eval_sets = train_batches, n_train, dict(eval_sets)
+        self.device = options.device
+        if options.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = protocol.make_optimizer(self.model.parameters())
+        self.history: list[dict[str, Any]] = []
+        self.train_seconds = 0.0
+        self.epochs_done = 0
+
+    # ----------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"epochs_done": self.epochs_done, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "history": self.history,
+                "train_seconds": self.train_seconds, "rng": rng, "protocol": self.protocol.to_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        try:
+            if state["protocol"] != self.protocol.to_dict():
+                raise UserError(f"checkpoint in {self.run.path} was written under another protocol")
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.history = list(state["history"])
+            self.train_seconds = float(state["train_seconds"])
+            self.epochs_done = int(state["epochs_done"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if self.device.type == "cuda" and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            if isinstance(exc, UserError):
+                raise
+            raise UserError(f"checkpoint in {self.run.path} does not fit this run ({type(exc).__name__}: {exc})") \
+                from None
+
+    def resume(self) -> bool:
+        """Loads the run's checkpoint if there is one; drops log lines written after it."""
+        state = self.run.load_checkpoint()
+        if state is None:
+            self.run.truncate_log(0)
+            return False
+        self.load_state_dict(state)
+        self.run.truncate_log(self.epochs_done)
+        return True
+
+    # ----------------------------------------------------------------------------------------- steps
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.options.amp == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
+
+    def _loss(self, out: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits): cross-entropy, plus ``aux_weight`` times the auxiliary head's."""
+        if isinstance(out, (tuple, list)):
+            logits, aux = out[0], (out[1] if len(out) > 1 else None)
+        else:
+            logits, aux = out, None
+        loss = F.cross_entropy(logits.float(), y)
+        if self.protocol.aux_weight > 0 and aux is not None and self.model.training:
+            loss = loss + self.protocol.aux_weight * F.cross_entropy(aux.float(), y)
+        return loss, logits
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One epoch (0-based ``epoch``): returns loss, accuracy, lr, seconds and images/s."""
+        p, model = self.protocol, self.model
+        torch.manual_seed(derive_seed(self.options.seed, epoch, STREAM_GLOBAL))  # drop-path, dropout
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(derive_seed(self.options.seed, epoch, STREAM_DATA))
+        lr = p.lr_at(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        drop = p.drop_path_at(epoch)
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = drop
+        model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        bar = self._bar(epoch)
+        _sync(self.device)
+        t0 = time.perf_counter()
+        for step, (x, y) in enumerate(self.train_batches(gen), 1):
+            x = self._prepare(x)
+            with self.autocast():
+                out = model(x)
+            loss, logits = self._loss(out, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if p.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+            self.optimizer.step()
+            n = y.shape[0]
+            seen += n
+            loss_sum += loss.detach().double() * n
+            correct += (logits.detach().argmax(1) == y).sum()
+            if bar is not None and (step % self.options.refresh_every == 0):
+                self._refresh(bar, step, loss_sum, correct, seen, lr, t0)
+        _sync(self.device)
+        seconds = time.perf_counter() - t0
+        if seen == 0:
+            raise UserError("the training split is empty")
+        stats = {"train_loss": float(loss_sum) / seen, "train_acc": 100.0 * int(correct) / seen, "lr": lr,
+                 "drop_path": drop, "train_seconds": seconds, "images_per_s": seen / seconds if seconds else math.inf}
+        if not math.isfinite(stats["train_loss"]):
+            raise RuntimeError(f"training diverged at epoch {epoch + 1}: loss {stats['train_loss']}")
+        if bar is not None:
+            self._refresh(bar, bar.total, loss_sum, correct, seen, lr, t0)
+            bar.close()
+        return stats
+
+    @torch.no_grad()
+    def evaluate(self, batches: EvalBatches) -> dict[str, float]:
+        """Mean cross-entropy and top-1 accuracy (%) over one evaluation set, in eval mode."""
+        self.model.eval()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for x, y in batches():
+            with self.autocast():
+                out = self.model(self._prepare(x))
+            loss, logits = self._loss(out, y)
+            loss_sum += float(loss) * y.shape[0]
+            correct += int((logits.argmax(1) == y).sum())
+            seen += y.shape[0]
+        return {"loss": loss_sum / max(seen, 1), "acc": 100.0 * correct / max(seen, 1), "images": seen}
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Runs the remaining epochs (after :meth:`resume`, if called); returns the per-epoch history."""
+        with precision(self.options.amp, self.device):
+            for epoch in range(self.epochs_done, self.protocol.epochs):
+                if self.options.stop_after is not None and self.epochs_done >= self.options.stop_after:
+                    break
+                stats = self.train_epoch(epoch)
+                t0 = time.perf_counter()
+                evals = {name: self.evaluate(fn) for name, fn in self.eval_sets.items()}
+                record = {"epoch": epoch + 1, "epochs": self.protocol.epochs, **stats, "eval": evals,
+                          "eval_seconds": time.perf_counter() - t0}
+                self.history.append(record)
+                self.train_seconds += stats["train_seconds"]
+                self.epochs_done = epoch + 1
+                self.run.log(record)
+                self.run.save_checkpoint(self.state_dict())
+                self._print_epoch(record)
+        return self.history
+
+    # ----------------------------------------------------------------------------------------- output
+    def _bar(self, epoch: int) -> Any:
+        if not self.options.progress:
+            return None
+        from tqdm import tqdm
+
+        bs = self.protocol.batch_size
+        return tqdm(total=-(-self.n_train // bs), desc=f"epoch {epoch + 1}/{self.protocol.epochs}",
+                    unit="batch", file=sys.stderr, leave=True, dynamic_ncols=True)
+
+    @staticmethod
+    def _refresh(bar: Any, step: int, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, lr: float,
+                 t0: float) -> None:
+        elapsed = time.perf_counter() - t0
+        bar.n = step
+        bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{100.0 * int(correct) / seen:.2f}",
+                        lr=f"{lr:.4g}", img_s=f"{seen / elapsed:.0f}" if elapsed > 0 else "-", refresh=True)
+
+    def _print_epoch(self, r: Mapping[str, Any]) -> None:
+        if not self.options.progress:
+            return
+        ev = "  ".join(f"{k} {v['acc']:.2f}%" for k, v in r["eval"].items())
+        print(f"epoch {r['epoch']}/{r['epochs']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.2f}%  "
+              f"{ev}  lr {r['lr']:.4g}  {r['images_per_s']:.0f} img/s", file=sys.stderr)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
