@@ -23,7 +23,7 @@ from typing import Union
 __all__ = [
     "OPS", "EDGES", "NUM_EDGES", "NUM_OPS", "NUM_ARCHS", "ArchLike",
     "parse_arch", "format_arch", "to_ops", "ops_to_code", "code_to_ops",
-    "arch_to_index", "index_to_arch", "check_index", "unique_str", "all_archs", "iter_archs",
+    "arch_to_index", "index_to_arch", "index_codes", "check_index", "unique_str", "all_archs", "iter_archs",
 ]
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -194,6 +194,11 @@ def unique_str(arch: ArchLike) -> str:
                 terms.append(f"({nodes[src]})@{op}")
         nodes.append("+".join(sorted(terms)))
     return nodes[3]
+
+
+def index_codes() -> tuple[int, ...]:
+    """Base-5 code (:func:`ops_to_code`) of every index: the seed-88 permutation itself."""
+    return tuple(_permutation()[0])
 
 
 def all_archs() -> tuple[str, ...]:
