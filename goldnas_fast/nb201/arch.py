@@ -178,6 +178,9 @@ def unique_str(arch: ArchLike) -> str:
     Node 0 is ``"0"``; each later node is the ``+``-join of the sorted terms of its incoming edges,
     where an edge gives ``"#"`` if its op is ``none`` or its source is ``"#"``, the source's key
     itself for ``skip_connect``, and ``"(<source>)@<op>"`` otherwise. The key is node 3's.
+    As in the official code, ``"#"`` terms are kept (one per zero input), so e.g. a cell whose
+    output is ``conv3(x) + 0 + 0`` and one with ``conv3(x) + 0 + 0 + 0`` get different keys; this
+    is the definition behind the table's 6,466 classes.
     """
     ops = to_ops(arch)
     nodes = ["0"]
