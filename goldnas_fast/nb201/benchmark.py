@@ -44,7 +44,7 @@ import numpy as np
 
 from goldnas_fast.nb201._table_format import FORMAT_VERSION, decode, payload_sha256
 from goldnas_fast.nb201.arch import (
-    NUM_ARCHS, ArchLike, all_archs, arch_to_index, check_index, index_codes, unique_str,
+    NUM_ARCHS, ArchLike, all_archs, arch_to_index, index_codes, index_to_arch, unique_str,
 )
 from goldnas_fast.nb201.cost import cost
 
@@ -127,7 +127,7 @@ class Benchmark:
     @staticmethod
     def arch(index: int) -> str:
         """Arch string of ``index``."""
-        return all_archs()[check_index(index)]
+        return index_to_arch(index)
 
     def unique_strs(self) -> list[str]:
         """The isomorphism key (NATS ``get_unique_str``) of every index, computed once."""
@@ -192,7 +192,7 @@ class Benchmark:
         e.g. ``c10_test_acc_200``), ``params_m`` (counted), ``params_m_table`` and ``flops_m`` (10 classes,
         32x32; see :func:`goldnas_fast.nb201.cost.cost` for other datasets)."""
         index = arch_to_index(arch)
-        entry: dict[str, object] = {"index": index, "arch": all_archs()[index], "unique_str": unique_str(index)}
+        entry: dict[str, object] = {"index": index, "arch": index_to_arch(index), "unique_str": unique_str(index)}
         entry.update({name: float(col[index]) for name, col in self._columns.items()
                       if name not in ("params_m", "flops_m")})
         counted = cost(index)
