@@ -72,6 +72,7 @@ METRICS: dict[str, str] = {
 }
 """Metric name -> column name (``params_m`` and ``flops_m`` are counted, not read from the table)."""
 
+
 class Benchmark:
     """All 15,625 NAS-Bench-201 architectures with their table values.
 
