@@ -19,6 +19,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path, title: s
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    from matplotlib.ticker import MaxNLocator
     from matplotlib.figure import Figure  # Figure, not pyplot: no global state, safe in threads and tests
 
     from goldnas_fast.runs import atomic_write_bytes
@@ -35,6 +36,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path, title: s
         ax_acc.plot([e for e, _ in pts], [m["acc"] for _, m in pts], "s--", label=name)
     for ax, ylabel in ((ax_loss, "cross-entropy loss"), (ax_acc, "top-1 accuracy (%)")):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -24,17 +24,11 @@ from typing import Any
 
 import torch
 
+from goldnas_fast.data.augment import (DARTS_CIFAR10_MEAN, DARTS_CIFAR10_STD, NB201_CIFAR10_MEAN,
+                                       NB201_CIFAR10_STD)
 from goldnas_fast.errors import UserError
 
-__all__ = ["Protocol", "PROTOCOLS", "get_protocol", "NB201_CIFAR10_MEAN", "NB201_CIFAR10_STD",
-           "DARTS_CIFAR10_MEAN", "DARTS_CIFAR10_STD"]
-
-# NB201 (`xautodl/datasets/get_dataset_with_transform.py`): the rounded 0..255 values divided by 255.
-NB201_CIFAR10_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))
-NB201_CIFAR10_STD = tuple(v / 255 for v in (63.0, 62.1, 66.7))
-# DARTS / GOLD-NAS `utils._data_transforms_cifar10`.
-DARTS_CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
-DARTS_CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
+__all__ = ["Protocol", "PROTOCOLS", "get_protocol"]
 
 
 @dataclasses.dataclass(frozen=True)

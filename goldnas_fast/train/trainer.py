@@ -16,11 +16,11 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from goldnas_fast.data.loader import epoch_seed
 from goldnas_fast.errors import UserError
 from goldnas_fast.runs import RunDir
 from goldnas_fast.train.protocols import Protocol
@@ -30,15 +30,9 @@ __all__ = ["AMP_MODES", "TrainOptions", "Trainer", "derive_seed", "precision"]
 AMP_MODES = ("fp32", "tf32", "bf16")
 Batch = tuple[torch.Tensor, torch.Tensor]
 
-# Streams of per-epoch randomness; fixed numbers so that adding a stream never shifts another.
-STREAM_GLOBAL, STREAM_DATA = 0, 1
-
-
-def derive_seed(seed: int, epoch: int, stream: int) -> int:
-    """A 63-bit seed for ``(seed, epoch, stream)`` (numpy ``SeedSequence`` hashing: well mixed, stable)."""
-    if seed < 0 or epoch < 0:
-        raise ValueError(f"seed and epoch must be >= 0, got {seed}, {epoch}")
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
+# Streams of per-epoch randomness (epoch_seed(seed, epoch, stream)); fixed numbers so that adding a
+# stream never shifts another. Weight initialisation uses STREAM_INIT of epoch 0.
+STREAM_GLOBAL, STREAM_DATA, STREAM_INIT = 1, 2, 3
 
 
 @contextlib.contextmanager
@@ -74,6 +68,7 @@ class TrainOptions:
         amp: ``'fp32'`` (default), ``'tf32'`` or ``'bf16'`` (autocast).
         progress: draw a tqdm bar per epoch (on stderr).
         stop_after: stop (as if interrupted) once this many epochs are done; for tests and resumption.
+        eval_every: evaluate every this many epochs, and always after the last.
         refresh_every: batches between progress-bar refreshes (each refresh synchronises the device).
     """
 
@@ -83,6 +78,7 @@ class TrainOptions:
     amp: str = "fp32"
     progress: bool = True
     stop_after: int | None = None
+    eval_every: int = 1
     refresh_every: int = 10
 
 
@@ -99,7 +95,8 @@ class Trainer:
         protocol: the (possibly overridden) protocol.
         run: the run directory (log, checkpoints).
         train_batches: ``f(generator)`` yields the augmented, normalised training batches of one epoch
-            (float NCHW, int64 labels) in an order drawn from ``generator``.
+            (float NCHW, int64 labels) in an order drawn from ``generator``, a CPU generator seeded
+            from ``(seed, epoch)`` (e.g. :meth:`goldnas_fast.data.DeviceLoader.epoch_batches`).
         n_train: number of training images per epoch (for images/s).
         eval_sets: name -> ``f()`` yielding normalised evaluation batches (no augmentation).
         options: seed, device and numeric options.
@@ -115,6 +112,7 @@ class Trainer:
         self.optimizer = protocol.make_optimizer(self.model.parameters())
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
+        self.eval_seconds = 0.0
         self.epochs_done = 0
 
     # ----------------------------------------------------------------------------------------- state
@@ -124,7 +122,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"epochs_done": self.epochs_done, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "history": self.history,
-                "train_seconds": self.train_seconds, "rng": rng, "protocol": self.protocol.to_dict()}
+                "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds, "rng": rng, "protocol": self.protocol.to_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         try:
@@ -134,6 +132,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.history = list(state["history"])
             self.train_seconds = float(state["train_seconds"])
+            self.eval_seconds = float(state["eval_seconds"])
             self.epochs_done = int(state["epochs_done"])
             torch.set_rng_state(state["rng"]["torch"])
             if self.device.type == "cuda" and "cuda" in state["rng"]:
@@ -177,9 +176,9 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch (0-based ``epoch``): returns loss, accuracy, lr, seconds and images/s."""
         p, model = self.protocol, self.model
-        torch.manual_seed(derive_seed(self.options.seed, epoch, STREAM_GLOBAL))  # drop-path, dropout
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(derive_seed(self.options.seed, epoch, STREAM_DATA))
+        torch.manual_seed(epoch_seed(self.options.seed, epoch, STREAM_GLOBAL))  # drop-path, dropout
+        # A CPU generator: the data order is then the same on every device (DeviceLoader moves it).
+        gen = torch.Generator().manual_seed(epoch_seed(self.options.seed, epoch, STREAM_DATA))
         lr = p.lr_at(epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -244,11 +243,14 @@ class Trainer:
                     break
                 stats = self.train_epoch(epoch)
                 t0 = time.perf_counter()
-                evals = {name: self.evaluate(fn) for name, fn in self.eval_sets.items()}
+                last = epoch + 1 == self.protocol.epochs
+                evals = {name: self.evaluate(fn) for name, fn in self.eval_sets.items()} \
+                    if last or (epoch + 1) % self.options.eval_every == 0 else {}
                 record = {"epoch": epoch + 1, "epochs": self.protocol.epochs, **stats, "eval": evals,
                           "eval_seconds": time.perf_counter() - t0}
                 self.history.append(record)
                 self.train_seconds += stats["train_seconds"]
+                self.eval_seconds += record["eval_seconds"]
                 self.epochs_done = epoch + 1
                 self.run.log(record)
                 self.run.save_checkpoint(self.state_dict())

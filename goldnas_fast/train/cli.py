@@ -1,0 +1,148 @@
+"""``goldnas-fast train``: train one architecture with a documented protocol.
+
+Examples::
+
+    goldnas-fast train --space nb201 --arch 6111 --protocol nb201-12 --data shared/data/cifar10 \\
+        --device cuda --seed 777 --out runs/nb201-6111-12
+    goldnas-fast train --space goldnas --genotype found.json --protocol darts --data DATA --device cuda \\
+        --seed 0 --out runs/goldnas-a
+    goldnas-fast train --from-search runs/search-1 --protocol nb201-200 --split cifar10 --data DATA --out OUT
+    goldnas-fast train --space nb201 --arch 0 --protocol nb201-12 --epochs 2 --out /tmp/smoke   # embedded sample
+
+Writes ``OUT/config.json``, ``OUT/log.jsonl`` (one line per epoch), ``OUT/checkpoint.pt`` (atomic, every
+epoch), ``OUT/result.json`` and ``OUT/curves.png``. ``--resume`` continues an interrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import torch
+
+from goldnas_fast.errors import UserError
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group("what to train")
+    what.add_argument("--space", help="nb201 or goldnas")
+    what.add_argument("--arch", help="NB201 arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2| or index 0..15624")
+    what.add_argument("--genotype", metavar="FILE.json", help="GOLD-NAS genotype (JSON)")
+    what.add_argument("--from-search", metavar="DIR", help="train the final architecture of a search "
+                      "(DIR/result.json: final_arch or final_genotype)")
+    how = parser.add_argument_group("protocol")
+    how.add_argument("--protocol", help="nb201-12, nb201-200 (NAS-Bench-201 training) or darts (GOLD-NAS re-training)")
+    how.add_argument("--split", help="cifar10-valid (train 25k, report x-valid) or cifar10 (train 50k, report "
+                     "test); default: nb201-* cifar10-valid, darts cifar10")
+    how.add_argument("--epochs", type=int, help="override the protocol's epochs (recorded)")
+    how.add_argument("--batch-size", type=int, help="override the protocol's batch size (recorded)")
+    how.add_argument("--lr", type=float, help="override the protocol's learning rate (recorded)")
+    run_ = parser.add_argument_group("run")
+    run_.add_argument("--data", help="CIFAR-10: directory of python batches or npz shards, or one .npz file "
+                      "(default: the embedded 512+256-image sample, for smoke runs)")
+    run_.add_argument("--max-train", type=int, help="use only the first N training images (official order)")
+    run_.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    run_.add_argument("--seed", type=int, default=0, help="run seed (weights, order, augmentation, drop-path)")
+    run_.add_argument("--out", help="run directory (must be new, or hold this run with --resume)")
+    run_.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    run_.add_argument("--channels-last", action="store_true", help="NHWC memory format (speed option)")
+    run_.add_argument("--amp", default="fp32", help="fp32 (default), tf32 or bf16 (autocast)")
+    run_.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and the last)")
+    run_.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    run_.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: stop as if interrupted
+
+
+def _device(name: str) -> torch.device:
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device must be cpu or cuda[:N], got {name!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available (this torch: "
+                            f"{torch.__version__}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    elif dev.type != "cpu":
+        raise UserError(f"--device must be cpu or cuda[:N], got {name!r}")
+    return dev
+
+
+def _positive(value: int | None, name: str, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 1:
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from goldnas_fast.train.protocols import get_protocol
+    from goldnas_fast.train.targets import resolve_target
+    from goldnas_fast.train.trainer import AMP_MODES
+
+    # ---- validate everything before anything is written
+    if not args.out:
+        raise UserError("--out DIR is required")
+    if args.protocol is None:
+        raise UserError("--protocol is required: nb201-12, nb201-200 or darts")
+    protocol = get_protocol(args.protocol)
+    target = resolve_target(args.space, args.arch, args.genotype, args.from_search)
+    if target.space != protocol.space:
+        raise UserError(f"--protocol {protocol.name} trains {protocol.space} architectures, not {target.space} "
+                        f"(use {'nb201-12 or nb201-200' if target.space == 'nb201' else 'darts'})")
+    protocol = protocol.with_overrides(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    split = args.split or protocol.default_split
+    if args.amp not in AMP_MODES:
+        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {args.amp!r}")
+    if args.seed is None or args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    _positive(args.eval_every, "--eval-every", allow_none=False)
+    _positive(args.max_train, "--max-train")
+    _positive(args.stop_after, "--stop-after")
+    device = _device(args.device)
+    inputs, source = _load_inputs(args, split, protocol, device)
+    return _train(args, protocol, target, inputs, source, split, device)
+
+
+def _load_inputs(args: argparse.Namespace, split: str, protocol: Any, device: torch.device) -> tuple[Any, str]:
+    from goldnas_fast.data import load_cifar10
+    from goldnas_fast.train.inputs import SPLITS, make_inputs
+
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    try:
+        arrays = load_cifar10(args.data, max_train=args.max_train)
+    except (FileNotFoundError, ValueError, OSError, EOFError) as exc:
+        raise UserError(f"--data {args.data or '(embedded sample)'}: {exc}") from None
+    inputs = make_inputs(arrays, split, protocol, device, seed=args.seed, embedded_sample=args.data is None,
+                         channels_last=args.channels_last)
+    return inputs, arrays.source
+
+
+def _train(args: argparse.Namespace, protocol: Any, target: Any, inputs: Any, source: str, split: str,
+           device: torch.device) -> int:
+    from goldnas_fast.data.loader import epoch_seed
+    from goldnas_fast.runs import RunDir
+    from goldnas_fast.train.report import finish
+    from goldnas_fast.train.trainer import STREAM_INIT, TrainOptions, Trainer
+
+    config = {**target.record, "space": target.space, "protocol": protocol.to_dict(), "split": split,
+              "data": source, "max_train": args.max_train, "seed": args.seed, "device": device.type,
+              "amp": args.amp, "channels_last": bool(args.channels_last), "eval_every": args.eval_every}
+    torch.manual_seed(epoch_seed(args.seed, 0, STREAM_INIT))
+    model = target.build(protocol.init_channels, auxiliary=protocol.aux_weight > 0).to(device)
+    run = RunDir(args.out, "train", config, resume=args.resume)  # refuses a directory holding another run
+    options = TrainOptions(seed=args.seed, device=device, channels_last=args.channels_last, amp=args.amp,
+                           progress=not args.no_progress, stop_after=args.stop_after, eval_every=args.eval_every)
+    trainer = Trainer(model, protocol, run, inputs.train.epoch_batches, inputs.train.num_samples,
+                      {name: (lambda ld=ld: iter(ld)) for name, ld in inputs.eval_sets.items()}, options)
+    if args.resume and trainer.resume() and not args.no_progress:
+        print(f"resuming {run.path} after epoch {trainer.epochs_done}/{protocol.epochs}", file=sys.stderr)
+    t0 = time.perf_counter()
+    trainer.fit()
+    return finish(trainer, target, inputs.info, config, wall_seconds=time.perf_counter() - t0)
