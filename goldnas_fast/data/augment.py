@@ -34,8 +34,8 @@ __all__ = ["CIFAR10_TRAIN_MEAN", "CIFAR10_TRAIN_STD", "DARTS_CIFAR10_MEAN", "DAR
            "random_flip", "to_nchw_uint8", "train_transform"]
 
 # NB201 (`xautodl/datasets/get_dataset_with_transform.py`): rounded 0..255 values divided by 255.
-NB201_CIFAR10_MEAN: tuple[float, float, float] = tuple(v / 255 for v in (125.3, 123.0, 113.9))  # type: ignore[assignment]
-NB201_CIFAR10_STD: tuple[float, float, float] = tuple(v / 255 for v in (63.0, 62.1, 66.7))  # type: ignore[assignment]
+NB201_CIFAR10_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+NB201_CIFAR10_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 # DARTS / GOLD-NAS `utils._data_transforms_cifar10`, as written in that code. They differ from the
 # measured statistics below in the 7th digit; the code's values are kept for protocol fidelity.
 DARTS_CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
@@ -155,8 +155,8 @@ def cutout(x: torch.Tensor, length: int, generator: torch.Generator) -> torch.Te
     j = torch.arange(w, device=x.device)
     in_y = (i >= cy - half) & (i < cy + half)  # (N, H); clipping is implicit in the range of i
     in_x = (j >= cx - half) & (j < cx + half)
-    mask = in_y[:, None, :, None] & in_x[:, None, None, :]
-    return x.masked_fill(mask, 0)
+    keep = (~(in_y[:, :, None] & in_x[:, None, :])).to(x.dtype)[:, None]
+    return x * keep  # as DARTS (img *= mask); a multiply is ~5x faster than masked_fill here
 
 
 def _channel_tensor(v: Sequence[float], c: int, name: str, device: torch.device) -> torch.Tensor:

@@ -90,7 +90,10 @@ class DeviceLoader:
         if padding < 0 or cutout < 0:
             raise ValueError(f"padding and cutout must be >= 0, got {padding}, {cutout}")
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        x = to_nchw_uint8(images)
+        if isinstance(images, np.ndarray):  # validate, then move NHWC bytes first: the permute runs on the device
+            to_nchw_uint8(images[:1])
+            images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        x = to_nchw_uint8(images).to(self.device)
         y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
         if y.dim() != 1 or y.shape[0] != x.shape[0]:
             raise ValueError(f"labels: expected shape ({x.shape[0]},) to match the images, got {tuple(y.shape)}")
@@ -104,7 +107,7 @@ class DeviceLoader:
             if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= x.shape[0]):
                 raise ValueError(f"indices: must lie in 0..{x.shape[0] - 1}")
             x, y = x.index_select(0, idx.to(x.device)), y.index_select(0, idx.to(y.device))
-        self.images = x.to(self.device)
+        self.images = x
         self.labels = y.to(self.device, torch.int64)
         self.batch_size = int(batch_size)
         self.seed, self.shuffle, self.augment = int(seed), bool(shuffle), bool(augment)
