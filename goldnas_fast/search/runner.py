@@ -1,0 +1,246 @@
+"""Runs one search from parsed command-line arguments: data, space, loop, checkpoints, results, plot."""
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from goldnas_fast.errors import UserError
+from goldnas_fast.runs import RunDir
+from goldnas_fast.search import distributed as dist_utils
+
+__all__ = ["run_search", "search_config"]
+
+SAMPLE_EPOCHS = 30
+SAMPLE_LAMBDA0 = 1e-3
+
+
+def search_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The complete configuration of a run, defaults resolved; it must match to resume."""
+    sample = args.data is None
+    nb201 = args.space == "nb201"
+    cfg: dict[str, Any] = {
+        "space": args.space, "algo": args.algo, "seed": args.seed,
+        "data": str(Path(args.data).resolve()) if args.data else "embedded-sample",
+        "max_train": args.max_train,
+    }
+    if args.algo in ("random", "evolution"):
+        if not nb201:
+            raise UserError(f"--algo {args.algo} queries the NAS-Bench-201 table; use --space nb201")
+        cfg["evaluations"] = args.evaluations
+        return cfg
+    if args.algo == "darts" and not nb201:
+        raise UserError("--algo darts is the NAS-Bench-201 baseline; use --space nb201")
+    cfg.update({
+        "epochs": args.epochs or (50 if args.algo == "darts" else SAMPLE_EPOCHS if sample else 100),
+        "batch_size": args.batch_size or (64 if nb201 else 96),
+        "C": args.C or (16 if nb201 else 36),
+        "backend": args.backend, "lean": args.lean,
+        "device_type": torch.device(args.device).type,
+    })
+    if nb201:
+        cfg["N"] = args.N or 5
+    else:
+        cfg["layers"] = args.layers
+        cfg["ops"] = args.ops.split(",") if args.ops else ["skip_connect", "sep_conv_3x3"]
+    if args.algo == "goldnas":
+        cfg.update({
+            "lambda0": args.lambda0 if args.lambda0 is not None else (SAMPLE_LAMBDA0 if sample else 1e-5),
+            "c0": args.c0, "n0": args.n0, "xi_min": args.xi_min, "xi_max": args.xi_max, "mu": args.mu,
+            "flops_min": args.flops_min if args.flops_min is not None else (None if nb201 else 240.0),
+            "resource": args.resource, "lr_weights": args.lr_weights or 0.01, "lr_alpha": args.lr_alpha,
+        })
+    else:
+        cfg["lr_weights"] = args.lr_weights or 0.025
+    return cfg
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _load_data(cfg: dict[str, Any]):
+    from goldnas_fast.data.cifar import load_cifar10
+
+    try:
+        data = load_cifar10(None if cfg["data"] == "embedded-sample" else cfg["data"], max_train=cfg["max_train"],
+                            max_test=0)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"--data: {exc}") from None
+    if data.num_train < 2:
+        raise UserError(f"--data {cfg['data']}: needs at least 2 training images, found {data.num_train}")
+    return data
+
+
+def _table_facts(space, arch: str) -> dict[str, Any]:
+    return space.describe(arch) if space.name == "nb201" else {"flops_m": None}
+
+
+def run_search(args: argparse.Namespace) -> int:
+    cfg = search_config(args)
+    ctx = dist_utils.init(args.distributed, args.device)
+    out = Path(args.out) if args.out else default_out_path(args, ctx)
+    run_dir = RunDir(out, "search", cfg, resume=args.resume) if ctx.is_main else None
+    ctx.barrier()
+    if cfg["algo"] in ("random", "evolution"):
+        return _run_multitrial(cfg, run_dir)
+    return _run_supernet(cfg, run_dir, ctx, Path(out))
+
+
+def default_out_path(args: argparse.Namespace, ctx) -> Path:
+    from goldnas_fast.search.cli import default_out
+
+    return ctx.broadcast_object(default_out(args))
+
+
+def _run_multitrial(cfg: dict[str, Any], run_dir: RunDir | None) -> int:
+    from goldnas_fast.nb201.benchmark import Benchmark
+    from goldnas_fast.search.multitrial import REPORT_METRIC, random_search, regularized_evolution
+    from goldnas_fast.search.results import finish_nb201_result
+
+    start = time.perf_counter()
+    bench = Benchmark()
+    if cfg["algo"] == "random":
+        history = random_search(bench, cfg["evaluations"], cfg["seed"])
+    else:
+        history = regularized_evolution(bench, cfg["evaluations"], cfg["seed"])
+    best = -float("inf")
+    recorded = []
+    for step, (arch, signal) in enumerate(zip(history.archs, history.signals), start=1):
+        if signal > best:  # the incumbent changed: record it
+            best = signal
+            recorded.append({"evaluation": step, "arch": arch, "signal_cifar10_valid_acc_12": signal})
+    final_arch, _ = history.best
+    if run_dir is not None:
+        finish_nb201_result(run_dir, cfg, final_arch, recorded, time.perf_counter() - start,
+                            extra={"evaluated": len(history.archs), "signal_metric": "cifar10-valid-12",
+                                   "report_metric": REPORT_METRIC})
+    return 0
+
+
+def _run_supernet(cfg: dict[str, Any], run_dir: RunDir | None, ctx, out: Path) -> int:
+    from goldnas_fast.data.loader import DeviceLoader
+    from goldnas_fast.data.split import seeded_split
+    from goldnas_fast.search.results import finish_nb201_result, finish_goldnas_result
+    from goldnas_fast.search.spaces import make_space
+
+    device = ctx.device
+    data = _load_data(cfg)
+    _seed_everything(cfg["seed"])
+    gate = "softmax" if cfg["algo"] == "darts" else "sigmoid"
+    try:
+        if cfg["space"] == "nb201":
+            space = make_space("nb201", gate=gate, C=cfg["C"], N=cfg["N"], backend=cfg["backend"], lean=cfg["lean"])
+        else:
+            space = make_space("goldnas", C=cfg["C"], layers=cfg["layers"], ops=cfg["ops"], backend=cfg["backend"],
+                               lean=cfg["lean"])
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    loader_kw = dict(device=device, seed=cfg["seed"], augment=True, drop_last=True, rank=ctx.rank,
+                     world_size=ctx.world_size)
+    batch = cfg["batch_size"] // ctx.world_size
+    if batch < 1 or batch * ctx.world_size != cfg["batch_size"]:
+        raise UserError(f"--batch-size {cfg['batch_size']} must be a multiple of the {ctx.world_size} processes")
+    if cfg["algo"] == "darts":
+        train_idx, valid_idx = seeded_split(data.num_train)
+        loaders = [DeviceLoader(data.train_images, data.train_labels, batch, indices=idx, **loader_kw)
+                   for idx in (train_idx, valid_idx)]
+    else:  # one-level: all training images, no split
+        loaders = [DeviceLoader(data.train_images, data.train_labels, batch, **loader_kw)]
+    if len(loaders[0]) == 0:
+        raise UserError(f"--batch-size {cfg['batch_size']} is larger than the {data.num_train} training images")
+
+    if cfg["algo"] == "goldnas":
+        from goldnas_fast.search.controller import GoldNasConfig
+        from goldnas_fast.search.onelevel import GoldNasSearch, OneLevelConfig
+
+        gold = GoldNasConfig(xi_min=cfg["xi_min"], xi_max=cfg["xi_max"], n0=cfg["n0"], lambda0=cfg["lambda0"],
+                             c0=cfg["c0"], mu=cfg["mu"], flops_min=cfg["flops_min"])
+        algo = GoldNasSearch(space, gold, OneLevelConfig(lr_weights=cfg["lr_weights"], lr_alpha=cfg["lr_alpha"],
+                                                         resource=cfg["resource"]), device, ctx=ctx)
+    else:
+        from goldnas_fast.search.darts import DartsConfig, DartsSearch
+
+        algo = DartsSearch(space, DartsConfig(lr_max=cfg["lr_weights"]), device, ctx=ctx)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, seconds = 0, 0.0
+    if run_dir is not None and (state := run_dir.load_checkpoint()) is not None:
+        if state.get("config") != run_dir.config:
+            raise UserError(f"checkpoint in {out} belongs to another configuration")
+        algo.load_state_dict(state["algo"])
+        history, start_epoch, seconds = state["history"], state["epoch"], state["seconds"]
+        run_dir.truncate_log(start_epoch)
+    start_epoch, history, seconds = ctx.broadcast_object((start_epoch, history, seconds))
+    if ctx.world_size > 1 and start_epoch:
+        algo.load_state_dict(ctx.broadcast_object(algo.state_dict()))
+
+    stopped = bool(history and history[-1].get("stop"))
+    epoch = start_epoch
+    while epoch < cfg["epochs"] and not stopped:
+        t0 = time.perf_counter()
+        for loader in loaders:
+            loader.set_epoch(epoch)
+        bar = tqdm(total=len(loaders[0]) * batch * ctx.world_size, desc=f"epoch {epoch + 1}/{cfg['epochs']}",
+                   unit="img", leave=False, disable=not ctx.is_main)
+        step = lambda info: bar.update(info["n"] * ctx.world_size)  # noqa: E731
+        if cfg["algo"] == "goldnas":
+            lam = algo.controller.lam
+            stats = algo.train_epoch(loaders[0], lam, progress=step)
+            decision = algo.end_epoch()
+            arch = space.architecture()
+            record = {"epoch": epoch + 1, **stats, "lambda": lam, "next_lambda": algo.controller.lam,
+                      "pruned": int(decision.n_pruned), "surviving": int(algo.controller.alive.sum()),
+                      "flops_m": algo.discrete_flops_m(), "arch": arch, "recorded": bool(decision.recorded),
+                      "stop": bool(decision.stop)}
+            stopped = decision.stop
+        else:
+            stats = algo.train_epoch(loaders[0], loaders[1], epoch, cfg["epochs"], progress=step)
+            arch = space.architecture()
+            record = {"epoch": epoch + 1, **stats, "arch": arch, "flops_m": space.describe(arch)["flops_m"]}
+        bar.close()
+        epoch += 1
+        seconds += time.perf_counter() - t0
+        record["seconds"] = seconds
+        history.append(record)
+        if ctx.is_main:
+            run_dir.log(record)
+            run_dir.save_checkpoint({"config": run_dir.config, "epoch": epoch, "history": history,
+                                     "seconds": seconds, "algo": algo.state_dict()})
+            tqdm.write(_epoch_line(record))
+    if ctx.is_main:
+        final_arch = space.architecture()
+        if cfg["space"] == "nb201":
+            recorded = [{"epoch": r["epoch"], "arch": r["arch"]} for r in history if r.get("recorded")]
+            finish_nb201_result(run_dir, cfg, final_arch, recorded, seconds,
+                                extra={"epochs_run": len(history), "stop_reason": _stop_reason(history, cfg)})
+        else:
+            finish_goldnas_result(run_dir, cfg, final_arch, history, seconds,
+                                  extra={"epochs_run": len(history), "stop_reason": _stop_reason(history, cfg)})
+    ctx.barrier()
+    ctx.close()
+    return 0
+
+
+def _stop_reason(history: list[dict[str, Any]], cfg: dict[str, Any]) -> str:
+    if history and history[-1].get("stop"):
+        return "stop rule (every edge keeps at most one op / FLOPs below the minimum)"
+    return f"epoch limit ({cfg['epochs']})"
+
+
+def _epoch_line(r: dict[str, Any]) -> str:
+    parts = [f"epoch {r['epoch']}", f"loss {r['loss']:.3f}", f"acc {r['accuracy']:.1f}%"]
+    if "lambda" in r:
+        parts += [f"lambda {r['lambda']:.2e}", f"surviving {r['surviving']}", f"pruned {r['pruned']}"]
+    if r.get("flops_m") is not None:
+        parts.append(f"FLOPs {r['flops_m']:.1f}M")
+    parts.append(f"{r['seconds']:.0f}s")
+    return " | ".join(parts)
