@@ -29,7 +29,6 @@ def build_result(trainer: Any, target: Any, split_info: Mapping[str, Any], confi
         "split": dict(split_info),
         "seed": config["seed"], "device": str(trainer.device), "amp": config["amp"],
         "channels_last": config["channels_last"],
-        "flush_denormal": trainer.device.type == "cpu",  # see trainer.precision
         "epochs_done": trainer.epochs_done,
         "final": final,
         "final_acc": {name: m["acc"] for name, m in final.items()},
