@@ -20,6 +20,15 @@ HAS_NODE_SUM = callable(getattr(goldnas_fast.ops, "node_sum", None))
 needs_node_sum = pytest.mark.skipif(not HAS_NODE_SUM, reason="goldnas_fast.ops.node_sum not available yet")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP oversubscription stalls on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_net(ops=DEFAULT_OPS, backend="reference", **kw) -> GoldNasSearchNetwork:
     torch.manual_seed(0)
     return GoldNasSearchNetwork(C=8, layers=5, num_classes=10, ops=ops, backend=backend, input_size=16, **kw)
