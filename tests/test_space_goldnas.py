@@ -225,6 +225,24 @@ def test_set_alive_validation_and_pruned_ops_are_skipped():
     assert torch.all(net.alpha.grad[torch.tensor(mask)] != 0) and torch.all(net.alpha.grad[~torch.tensor(mask)] == 0)
 
 
+def test_none_pairs_run_only_where_a_node_has_nothing_else():
+    net = small_net(ops=("none", "skip_connect", "sep_conv_3x3"))
+    mask = random_mask(net, 21)
+    node_of = net.pair_node()
+    only_none = {n for n in set(node_of)
+                 if all(net.pairs[p][2] == "none" for p in range(net.num_pairs) if mask[p] and node_of[p] == n)}
+    assert only_none  # the seed leaves some node with 'none' alone
+    net.set_alive(mask)
+    assert net.alive == mask
+    modules = [m for cell in net.cells for m in cell.pair_modules]
+    called = set()
+    handles = [m.register_forward_hook(lambda mod, i, o, k=k: called.add(k)) for k, m in enumerate(modules)]
+    net(torch.randn(2, 3, 16, 16))
+    for h in handles:
+        h.remove()
+    assert called == {p for p, a in enumerate(mask) if a and (net.pairs[p][2] != "none" or node_of[p] in only_none)}
+
+
 def test_constructor_errors():
     with pytest.raises(ValueError, match="unknown operator 'conv_9x9'"):
         GoldNasSearchNetwork(C=8, layers=5, ops=("skip_connect", "conv_9x9"), backend="reference")

@@ -14,7 +14,9 @@ cell ``2L // 3``. Every (cell, edge, op) *pair* has its own architecture paramet
 
 Cells are :class:`goldnas_fast.nn.DAGCell`: ``backend='fused'`` sums each node with one ``node_sum`` call
 and ``'reference'`` is the eager ``sum(w * op(x))``; both skip pruned pairs (``set_alive``), which stop
-costing time and memory. ``lean=True`` recomputes operator activations in backward.
+costing time and memory. ``lean=True`` recomputes operator activations in backward. ``none`` pairs
+(when ``none`` is in ``ops``) contribute zeros and get a zero gate gradient, so they are not run unless a
+node has no other survivor (it is then exactly zero).
 
 Search-time operators follow DARTS (BN ``affine=False``); in this space no operator is a bare fused
 primitive: ``skip_connect`` (stride 1) is identity + BN and pools are followed by BN, so all enter
@@ -149,7 +151,7 @@ class GoldNasSearchNetwork(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(len(self.pairs)))
         self.register_buffer("_flops_m", torch.tensor(self._pair_macs, dtype=torch.float64) * 1e-6, persistent=False)
         self.register_buffer("_alive_t", torch.ones(len(self.pairs), dtype=torch.bool), persistent=False)
-        self._alive = [True] * len(self.pairs)
+        self.set_alive([True] * len(self.pairs))
 
     # ----------------------------------------------------------------- structure
     @property
@@ -216,8 +218,14 @@ class GoldNasSearchNetwork(nn.Module):
             if node not in live_nodes:
                 raise ValueError(f"set_alive: cell {node // NUM_NODES}, node {node % NUM_NODES + NUM_INPUTS} would "
                                  "have no surviving input pair; keep at least one per node")
+        # 'none' adds zeros (and gets a zero gate gradient either way), so it is only run where a node has
+        # nothing else left, to make that node an exact zero
+        computed = [a and name != "none" for a, (_, _, name) in zip(alive, self.pairs)]
+        nodes = self.pair_node()
+        fed = {n for n, a in zip(nodes, computed) if a}
+        computed = [comp or (a and nodes[p] not in fed) for p, (a, comp) in enumerate(zip(alive, computed))]
         for c, cell in enumerate(self.cells):
-            cell.dag.set_alive(alive[c * self._per_cell:(c + 1) * self._per_cell])
+            cell.dag.set_alive(computed[c * self._per_cell:(c + 1) * self._per_cell])
         self._alive = alive
         self._alive_t.copy_(torch.tensor(alive, dtype=torch.bool))
 
