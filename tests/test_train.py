@@ -20,6 +20,29 @@ from goldnas_fast.train.trainer import TrainOptions, Trainer
 ALL_SKIP = 1835  # |skip_connect~0|+...: no conv in any cell, the cheapest trainable NB201 network to run
 SMOKE = ["--space", "nb201", "--arch", str(ALL_SKIP), "--protocol", "nb201-12", "--batch-size", "32",
          "--max-train", "192", "--no-progress"]
+TINY = ["--space", "nb201", "--arch", str(ALL_SKIP), "--protocol", "nb201-12", "--batch-size", "16", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> object:
+    """One intra-op thread: the runs here are tiny, and two OpenMP threads on a 2-core machine shared with
+    other jobs spin at every barrier (observed: steps 10-20x slower)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """64 training and 32 test images of the embedded sample as one npz: keeps evaluation cheap."""
+    from goldnas_fast.data import load_cifar10
+
+    a = load_cifar10(None, max_train=64, max_test=32)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, train_images=a.train_images, train_labels=a.train_labels, test_images=a.test_images,
+             test_labels=a.test_labels)
+    return str(path)
 
 
 def _tree_digest(path: Path) -> dict[str, str]:
@@ -160,8 +183,8 @@ def test_tiny_cpu_run_lowers_loss_and_writes_every_output(tmp_path: Path, capsys
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_resume_after_interruption_is_bit_exact(tmp_path: Path) -> None:
-    args = [*SMOKE, "--epochs", "3", "--seed", "5"]
+def test_resume_after_interruption_is_bit_exact(tmp_path: Path, tiny_data: str) -> None:
+    args = [*TINY, "--data", tiny_data, "--epochs", "3", "--seed", "5"]
     assert main(["train", *args, "--out", str(tmp_path / "a")]) == 0
     assert main(["train", *args, "--out", str(tmp_path / "b"), "--stop-after", "1"]) == 0
     assert not (tmp_path / "b" / "result.json").exists()
@@ -223,6 +246,28 @@ def test_darts_features_drop_path_ramp_aux_loss_and_clipping(tmp_path: Path, mon
     assert float(trainer._loss(logits, target)[0]) == pytest.approx(math.log(10))
 
 
+TINY_GENOTYPE = {"cells": [[["sep_conv_3x3", 0, 2]], [["skip_connect", 1, 2]], [["max_pool_3x3", 0, 2]]]}
+
+
+def test_goldnas_genotype_from_a_search_trains_with_the_darts_protocol(tmp_path: Path, tiny_data: str) -> None:
+    from goldnas_fast.spaces.goldnas import network_cost
+
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "result.json").write_text(json.dumps({"final_genotype": TINY_GENOTYPE}))
+    out = tmp_path / "run"
+    assert main(["train", "--from-search", str(search), "--protocol", "darts", "--epochs", "2", "--batch-size", "16",
+                 "--max-train", "32", "--data", tiny_data, "--no-progress", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["space"] == "goldnas" and result["split"]["name"] == "cifar10"
+    assert list(result["final_acc"]) == ["ori-test"] and "benchmark" not in result
+    cost = network_cost(TINY_GENOTYPE)
+    assert result["params_m"] == pytest.approx(cost.params_m) and result["flops_m"] == pytest.approx(cost.flops_m)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["drop_path"] for r in log] == [0.0, 0.1]
+    assert result["protocol"]["cutout"] == 16 and result["protocol"]["aux_weight"] == 0.4
+
+
 def test_from_search_result_gives_the_architecture(tmp_path: Path) -> None:
     from goldnas_fast.nb201 import index_to_arch
     from goldnas_fast.train.targets import resolve_target
@@ -280,7 +325,9 @@ def test_corrupt_data_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert "--data" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-def test_out_dir_holding_another_run_is_left_untouched(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_out_dir_holding_another_run_is_left_untouched(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     tiny_data: str) -> None:
+    SMOKE = [*TINY, "--data", tiny_data]  # noqa: N806
     out = tmp_path / "run"
     assert main(["train", *SMOKE, "--epochs", "1", "--out", str(out)]) == 0
     before = _tree_digest(out)
@@ -301,7 +348,8 @@ def test_out_dir_holding_another_run_is_left_untouched(tmp_path: Path, capsys: p
     assert json.loads((out / "result.json").read_text())["epochs_done"] == 1
 
 
-def test_corrupt_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_corrupt_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture, tiny_data: str) -> None:
+    SMOKE = [*TINY, "--data", tiny_data]  # noqa: N806
     out = tmp_path / "run"
     assert main(["train", *SMOKE, "--epochs", "2", "--out", str(out), "--stop-after", "1"]) == 0
     (out / "checkpoint.pt").write_bytes(b"garbage")
