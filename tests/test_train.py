@@ -332,7 +332,8 @@ def test_out_dir_holding_another_run_is_left_untouched(tmp_path: Path, capsys: p
     assert main(["train", *SMOKE, "--epochs", "1", "--out", str(out)]) == 0
     before = _tree_digest(out)
     capsys.readouterr()
-    for extra in (["--epochs", "2"], ["--epochs", "2", "--resume"], ["--epochs", "1"], ["--epochs", "1", "--seed", "9"]):
+    for extra in (["--epochs", "2"], ["--epochs", "2", "--resume"], ["--epochs", "1"],
+                  ["--epochs", "1", "--seed", "9"]):
         assert main(["train", *SMOKE, *extra, "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "--out" in err

@@ -58,7 +58,8 @@ def make_inputs(arrays: CifarArrays, split: str, protocol: Protocol, device: tor
                    f"(random.Random({NB201_SPLIT_SEED}).shuffle), not the NB201 halves")
         elif n == NB201_TRAIN_SIZE:
             train_idx, valid_idx = nb201_cifar10_split()
-            how = f"NB201 cifar10-valid split (seed {NB201_SPLIT_SEED}, 25k/25k, = configs/nas-benchmark/cifar-split.txt)"
+            how = (f"NB201 cifar10-valid split (seed {NB201_SPLIT_SEED}, 25k/25k, "
+                   "= configs/nas-benchmark/cifar-split.txt)")
         elif n < NB201_TRAIN_SIZE:
             train_idx, valid_idx = nb201_cifar10_split(n)
             how = (f"the NB201 halves restricted to the {n} training images loaded (official indices < {n}); "

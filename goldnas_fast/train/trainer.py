@@ -123,7 +123,8 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"epochs_done": self.epochs_done, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "history": self.history,
-                "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds, "rng": rng, "protocol": self.protocol.to_dict()}
+                "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds, "rng": rng,
+                "protocol": self.protocol.to_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         try:
@@ -226,15 +227,19 @@ class Trainer:
     def evaluate(self, batches: EvalBatches) -> dict[str, float]:
         """Mean cross-entropy and top-1 accuracy (%) over one evaluation set, in eval mode."""
         self.model.eval()
-        loss_sum, correct, seen = 0.0, 0, 0
+        # sums stay on the device: one synchronisation per evaluation set, not per batch
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
         for x, y in batches():
             with self.autocast():
                 out = self.model(self._prepare(x))
             loss, logits = self._loss(out, y)
-            loss_sum += float(loss) * y.shape[0]
-            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += loss.double() * y.shape[0]
+            correct += (logits.argmax(1) == y).sum()
             seen += y.shape[0]
-        return {"loss": loss_sum / max(seen, 1), "acc": 100.0 * correct / max(seen, 1), "images": seen}
+        n = max(seen, 1)
+        return {"loss": float(loss_sum) / n, "acc": 100.0 * int(correct) / n, "images": seen}
 
     def fit(self) -> list[dict[str, Any]]:
         """Runs the remaining epochs (after :meth:`resume`, if called); returns the per-epoch history."""
