@@ -181,6 +181,13 @@ def test_structure_and_flatten_order():
     assert isinstance(skip.bn, nn.BatchNorm2d) and not skip.bn.affine
 
 
+def test_twenty_cells_narrow():
+    net = GoldNasSearchNetwork(C=16, layers=20, backend="reference", auxiliary=False)
+    assert net.reductions == (6, 13) and net.aux_cell == 13 and net.num_pairs == 20 * 14 * 2
+    widths = [cell.preprocess1[1].out_channels for cell in net.cells]
+    assert widths == [16] * 6 + [32] * 7 + [64] * 7
+
+
 def test_forward_shapes_and_aux_only_in_training():
     net = small_net()
     x = torch.randn(2, 3, 16, 16)
