@@ -55,14 +55,21 @@ def train_step(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str,
     return logits.detach(), grads
 
 
+def grad_atol(grads: dict[str, torch.Tensor]) -> float:
+    """The cell convs' biases feed an affine-free BN: their true gradient is 0 and what is computed is rounding
+    noise proportional to the other gradients, hence an absolute tolerance scaled by the largest gradient."""
+    return 1e-6 * max(float(g.abs().max()) for g in grads.values()) + 1e-6
+
+
 def compare(net_a: nn.Module, net_b: nn.Module, x: torch.Tensor) -> None:
     out_a, grads_a = train_step(net_a, x)
     out_b, grads_b = train_step(net_b, x)
     torch.testing.assert_close(out_a, out_b, rtol=1e-5, atol=1e-6)
     assert grads_a.keys() == grads_b.keys()
     assert "alpha" in grads_a
+    atol = grad_atol(grads_a)
     for name in grads_a:
-        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=atol, msg=name)
 
 
 def dense_forward(net: SearchNetwork, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +179,7 @@ def test_reference_equals_dense_darts_sum(gate, seed):
     torch.testing.assert_close(out_a, out_b, rtol=1e-5, atol=1e-6)
     assert {"inner." + k for k in grads_a} == set(grads_b)
     for k, g in grads_a.items():
-        torch.testing.assert_close(g, grads_b["inner." + k], rtol=1e-4, atol=1e-6, msg=k)
+        torch.testing.assert_close(g, grads_b["inner." + k], rtol=1e-4, atol=grad_atol(grads_a), msg=k)
     if gate == "softmax":  # 'none' acts through the softmax denominator only
         assert grads_a["alpha"][:, 0].abs().sum() > 0
 
