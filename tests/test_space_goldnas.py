@@ -272,7 +272,10 @@ def _compare(net_a: GoldNasSearchNetwork, net_b: GoldNasSearchNetwork, x: torch.
     torch.testing.assert_close(out_a, out_b, rtol=1e-5, atol=1e-6)
     assert grads_a.keys() == grads_b.keys()
     for name in grads_a:
-        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-6, msg=name)
+        # some true gradients are ~0 (e.g. weights right before an affine-free BN see only rounding noise),
+        # so the absolute tolerance follows each tensor's largest gradient
+        scale = grads_a[name].abs().max().item()
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-5 * scale + 1e-8, msg=name)
 
 
 @pytest.mark.parametrize("seed", [None, 7])
