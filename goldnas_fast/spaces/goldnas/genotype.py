@@ -75,7 +75,8 @@ class Genotype:
     def __post_init__(self) -> None:
         cells = self.cells
         if isinstance(cells, (str, bytes)) or not isinstance(cells, Sequence):
-            raise ValueError(f"Genotype: cells must be a sequence of cells (lists of triples), got {type(cells).__name__}")
+            raise ValueError("Genotype: cells must be a sequence of cells (lists of triples), "
+                             f"got {type(cells).__name__}")
         parsed: list[tuple[Triple, ...]] = []
         for c, cell in enumerate(cells):
             if isinstance(cell, (str, bytes)) or not isinstance(cell, Sequence):
