@@ -57,8 +57,10 @@ def train_step(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str,
 
 def grad_atol(grads: dict[str, torch.Tensor]) -> float:
     """The cell convs' biases feed an affine-free BN: their true gradient is 0 and what is computed is rounding
-    noise proportional to the other gradients, hence an absolute tolerance scaled by the largest gradient."""
-    return 1e-6 * max(float(g.abs().max()) for g in grads.values()) + 1e-6
+    noise proportional to the other gradients, hence an absolute tolerance scaled by the largest gradient.
+    (Against a float64 run, both float32 backends err by up to ~1e-5 of the largest gradient; a wrong gate
+    or entry errs by O(1).)"""
+    return 5e-5 * max(float(g.abs().max()) for g in grads.values()) + 1e-6
 
 
 def compare(net_a: nn.Module, net_b: nn.Module, x: torch.Tensor) -> None:

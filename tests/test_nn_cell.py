@@ -104,7 +104,7 @@ def assert_same(a, b) -> None:
     assert gp_a.keys() == gp_b.keys()
     # conv biases before an affine-free BN have zero true gradient: what remains is rounding noise of the
     # size of the other gradients times eps, so the absolute tolerance follows the largest gradient
-    atol = 1e-6 * max(float(g.abs().max()) for g in gp_a.values()) + 1e-6
+    atol = 5e-5 * max(float(g.abs().max()) for g in gp_a.values()) + 1e-6
     for name in gp_a:
         torch.testing.assert_close(gp_a[name], gp_b[name], rtol=1e-4, atol=atol, msg=name)
 
