@@ -2,8 +2,10 @@
 // Argument checks shared by the CPU and CUDA kernels. TORCH_CHECK raises RuntimeError in Python;
 // every message names the argument and what was expected.
 #include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
+#include <array>
 #include <vector>
 
 namespace goldnas {
@@ -46,6 +48,67 @@ inline std::vector<at::Tensor> dense_same_layout(at::TensorList tensors) {
   for (const auto& t : tensors) {
     out.push_back(same ? t : t.contiguous());
   }
+  return out;
+}
+
+// node_sum entry kinds; the codes are goldnas_fast.ops.Kind.
+enum NodeKind : int64_t { kIdentity = 0, kAvgPool3x3 = 1, kMaxPool3x3 = 2, kNumKinds = 3 };
+
+inline void check_node_entries(const char* op, at::TensorList inputs, c10::IntArrayRef sources,
+                               c10::IntArrayRef kinds, c10::IntArrayRef gates, const at::Tensor& weights) {
+  check_same_tensors(op, "inputs", inputs);
+  const int64_t E = static_cast<int64_t>(sources.size());
+  TORCH_CHECK(E >= 1, op, ": sources must hold at least one entry, got none");
+  TORCH_CHECK(static_cast<int64_t>(kinds.size()) == E, op, ": kinds has ", kinds.size(),
+              " entries but sources has ", E);
+  TORCH_CHECK(static_cast<int64_t>(gates.size()) == E, op, ": gates has ", gates.size(),
+              " entries but sources has ", E);
+  check_weights(op, weights, 0, inputs[0]);
+  const int64_t U = static_cast<int64_t>(inputs.size());
+  bool pooling = false;
+  for (int64_t e = 0; e < E; ++e) {
+    TORCH_CHECK(sources[e] >= 0 && sources[e] < U, op, ": sources[", e, "] = ", sources[e],
+                " is out of range for ", U, " inputs");
+    TORCH_CHECK(kinds[e] >= 0 && kinds[e] < kNumKinds, op, ": kinds[", e, "] = ", kinds[e],
+                " is not a goldnas_fast.ops.Kind (expected 0 identity, 1 avg_pool_3x3, 2 max_pool_3x3)");
+    TORCH_CHECK(gates[e] >= 0 && gates[e] < weights.size(0), op, ": gates[", e, "] = ", gates[e],
+                " is out of range for weights with ", weights.size(0), " entries");
+    pooling = pooling || kinds[e] != kIdentity;
+  }
+  TORCH_CHECK(!pooling || inputs[0].dim() == 4, op, ": pooling kinds need 4-D (N, C, H, W) inputs, got shape ",
+              inputs[0].sizes());
+}
+
+// The entries of a node grouped into terms (input u, kind k): gates[u][k] lists, in entry order, the
+// gates of every entry that applies kind k to input u. Entries that share a term share one operator
+// evaluation (coefficient = sum of their gates) and one dot product for the gate gradient.
+struct NodeTerms {
+  std::vector<std::array<std::vector<int64_t>, kNumKinds>> gates;
+  bool pooling = false;
+
+  bool used(size_t u) const {
+    return !gates[u][kIdentity].empty() || !gates[u][kAvgPool3x3].empty() || !gates[u][kMaxPool3x3].empty();
+  }
+};
+
+inline NodeTerms group_node_entries(int64_t num_inputs, c10::IntArrayRef sources, c10::IntArrayRef kinds,
+                                    c10::IntArrayRef gates) {
+  NodeTerms t;
+  t.gates.resize(static_cast<size_t>(num_inputs));
+  for (size_t e = 0; e < sources.size(); ++e) {
+    t.gates[sources[e]][kinds[e]].push_back(gates[e]);
+    t.pooling = t.pooling || kinds[e] != kIdentity;
+  }
+  return t;
+}
+
+// Pooling walks (n, c) planes, so it needs NCHW-contiguous tensors; identity-only nodes take any shared
+// dense layout as a flat array.
+inline std::vector<at::Tensor> node_layout(at::TensorList tensors, bool pooling) {
+  if (!pooling) return dense_same_layout(tensors);
+  std::vector<at::Tensor> out;
+  out.reserve(tensors.size());
+  for (const auto& t : tensors) out.push_back(t.contiguous());
   return out;
 }
 

@@ -30,6 +30,10 @@ TORCH_LIBRARY(goldnas, m) {
   m.def(
       "mixed_sum_backward(Tensor grad_out, Tensor[] inputs, Tensor weights, bool need_inputs_grad)"
       " -> (Tensor[], Tensor)");
+  m.def("node_sum(Tensor[] inputs, int[] sources, int[] kinds, int[] gates, Tensor weights) -> Tensor");
+  m.def(
+      "node_sum_backward(Tensor grad_out, Tensor[] inputs, int[] sources, int[] kinds, int[] gates,"
+      " Tensor weights, bool need_inputs_grad) -> (Tensor[], Tensor)");
 }
 
 }  // namespace goldnas

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from goldnas_fast import _library  # noqa: F401  (registers torch.ops.goldnas)
 from goldnas_fast.ops._validate import check_tensor_list, check_weights
 
-__all__ = ["Kind", "node_sum_ref"]
+__all__ = ["Kind", "node_sum", "node_sum_ref"]
 
 
 class Kind(enum.IntEnum):
@@ -62,3 +63,122 @@ def node_sum_ref(tensors: Sequence[torch.Tensor], kinds: Sequence[int], gates: S
         term = weights[gate].to(x.dtype) * apply_kind_ref(kind, x)
         out = term if out is None else out + term
     return out
+
+
+def _dedupe(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
+    """Unique tensors by identity (``is``, not equal values or shared storage) and each entry's index."""
+    inputs: list[torch.Tensor] = []
+    sources: list[int] = []
+    for t in tensors:
+        for j, u in enumerate(inputs):
+            if t is u:
+                sources.append(j)
+                break
+        else:
+            sources.append(len(inputs))
+            inputs.append(t)
+    return inputs, sources
+
+
+def node_sum(tensors: Sequence[torch.Tensor], kinds: Sequence[int], gates: Sequence[int],
+             weights: torch.Tensor) -> torch.Tensor:
+    r"""A cell node as the gated sum over its surviving entries, fused into one kernel.
+
+    .. math::
+        y = \sum_{e=1}^{E} w_{g_e}\,\mathrm{kind}_e(x_e)
+
+    where ``kind`` is the identity (a skip connection, or the precomputed output of a parametric
+    operator such as a convolution), 3x3 average pooling (stride 1, padding 1,
+    ``count_include_pad=False``) or 3x3 max pooling (stride 1, padding 1). The pooled outputs are
+    computed inside the kernel and are neither materialized nor saved for backward: only the distinct
+    input tensors are saved.
+
+    The backward is one fused pass: with :math:`g = \partial L/\partial y`,
+    :math:`\partial L/\partial x = \sum_{e: x_e = x} w_{g_e}\,\mathrm{kind}_e^{*}(g)` for every distinct
+    input (the adjoint of identity or pooling, accumulated where a tensor appears in several entries;
+    max pooling routes each window's gradient to its first maximum in row-major order, as PyTorch does)
+    and :math:`\partial L/\partial w_j = \sum_{e: g_e = j} \langle \mathrm{kind}_e(x_e), g\rangle`,
+    summed in a fixed order (deterministic, no atomics) in float32 (float64 for float64 inputs).
+
+    The entry description (``kinds``, ``gates``) stays on the host: no host-device synchronisation.
+
+    Args:
+        tensors: E >= 1 tensors of one shape, dtype and device; the same tensor object may appear in
+            several entries. 4-D (N, C, H, W) when any entry pools (then NCHW-contiguous inputs avoid a
+            copy); any rank and any shared dense layout for identity-only nodes. float16, bfloat16,
+            float32 or float64.
+        kinds: E codes of :class:`Kind`.
+        gates: E indices into ``weights``; entries may share a gate.
+        weights: 1-D floating tensor of the gate values of the whole cell or network, on the tensors'
+            device. Gates that no entry uses get a zero gradient.
+
+    Returns:
+        A tensor of the inputs' shape and dtype.
+
+    Raises:
+        ValueError: E = 0, ``kinds``/``gates`` lengths that differ from ``tensors``, an unknown kind, a
+            gate index out of range, tensors that differ in shape/dtype/device, or pooling on a tensor
+            that is not 4-D.
+    """
+    tensors, kinds, gates = _check_entries("node_sum", tensors, kinds, gates, weights)
+    inputs, sources = _dedupe(tensors)
+    return torch.ops.goldnas.node_sum(inputs, sources, [int(k) for k in kinds], gates, weights)
+
+
+def _dense_like(ts: list[torch.Tensor], pooling: bool) -> torch.Tensor:
+    # Mirrors the kernels: pooling works on NCHW-contiguous tensors; identity-only nodes keep one dense
+    # layout shared by all tensors, else fall back to contiguous.
+    first = ts[0]
+    if not pooling and _is_dense(first) and all(t.stride() == first.stride() for t in ts):
+        return torch.empty_strided(first.shape, first.stride(), dtype=first.dtype, device=first.device)
+    return torch.empty(first.shape, dtype=first.dtype, device=first.device)
+
+
+def _is_dense(t: torch.Tensor) -> bool:
+    """Whether some permutation of ``t``'s dimensions is contiguous (at::Tensor::is_non_overlapping_and_dense)."""
+    expected = 1
+    for d in sorted(range(t.dim()), key=lambda d: (t.stride(d), t.shape[d])):
+        if t.shape[d] != 1:
+            if t.stride(d) != expected:
+                return False
+            expected *= t.shape[d]
+    return True
+
+
+@torch.library.register_fake("goldnas::node_sum")
+def _node_sum_fake(inputs: list[torch.Tensor], sources: list[int], kinds: list[int], gates: list[int],
+                   weights: torch.Tensor) -> torch.Tensor:
+    torch._check(len(inputs) >= 1 and len(sources) >= 1, lambda: "node_sum: needs at least one entry")
+    torch._check(len(kinds) == len(sources) and len(gates) == len(sources),
+                 lambda: "node_sum: sources, kinds and gates must have one entry each")
+    return _dense_like(inputs, any(k != Kind.IDENTITY for k in kinds))
+
+
+@torch.library.register_fake("goldnas::node_sum_backward")
+def _node_sum_backward_fake(grad_out: torch.Tensor, inputs: list[torch.Tensor], sources: list[int],
+                            kinds: list[int], gates: list[int], weights: torch.Tensor,
+                            need_inputs_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+    pooling = any(k != Kind.IDENTITY for k in kinds)
+    grads = [_dense_like([*inputs, grad_out], pooling) for _ in inputs] if need_inputs_grad else []
+    return grads, torch.empty_like(weights)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    xs, sources, kinds, gates, weights = inputs
+    ctx.entries = (sources, kinds, gates)
+    ctx.need_inputs_grad = any(x.requires_grad for x in xs)
+    # Only the distinct inputs are saved: pooled outputs are recomputed by the backward kernel.
+    ctx.save_for_backward(weights, *xs)
+
+
+def _backward(ctx, grad_out):
+    weights, *xs = ctx.saved_tensors
+    sources, kinds, gates = ctx.entries
+    grad_xs, grad_w = torch.ops.goldnas.node_sum_backward(grad_out, xs, sources, kinds, gates, weights,
+                                                           ctx.need_inputs_grad)
+    if not ctx.need_inputs_grad:
+        grad_xs = [None] * len(xs)
+    return list(grad_xs), None, None, None, grad_w
+
+
+torch.library.register_autograd("goldnas::node_sum", _backward, setup_context=_setup_context)

@@ -1,0 +1,341 @@
+// CPU kernels of goldnas::node_sum: out = sum_e w[gate_e] * kind_e(x[source_e]), with the 3x3 pooling
+// kinds evaluated on the fly, and its one-pass backward.
+#include <ATen/Dispatch.h>
+#include <ATen/NumericUtils.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_strided.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "checks.h"
+
+namespace goldnas {
+namespace {
+
+// Work is split into tasks of whole planes (pooling) or fixed-size chunks (identity only) of about
+// kTaskElems elements. The split depends on the shape only, never on the thread count, so the gate
+// gradients, summed per task and then over tasks in order, are deterministic.
+constexpr int64_t kTaskElems = 4096;
+constexpr int kLanes = 8;
+
+// Planes of H x W elements; identity-only nodes use chunks of kTaskElems (H = 1) regardless of rank.
+struct Geometry {
+  int64_t n;       // elements in all
+  int64_t H, W;    // plane shape
+  int64_t plane;   // H * W
+  int64_t planes;  // ceil(n / plane)
+  int64_t per_task;
+  int64_t tasks;
+};
+
+Geometry make_geometry(const at::Tensor& x, bool pooling) {
+  Geometry g{};
+  g.n = x.numel();
+  if (pooling) {
+    g.H = x.size(2);
+    g.W = x.size(3);
+  } else {
+    g.H = 1;
+    g.W = std::min(kTaskElems, g.n);
+  }
+  g.plane = g.H * g.W;
+  g.planes = (g.n + g.plane - 1) / g.plane;
+  g.per_task = std::max<int64_t>(1, kTaskElems / g.plane);
+  g.tasks = (g.planes + g.per_task - 1) / g.per_task;
+  return g;
+}
+
+inline int64_t window_count(int64_t h, int64_t w, int64_t H, int64_t W) {
+  return (std::min(h + 1, H - 1) - std::max<int64_t>(h - 1, 0) + 1) *
+         (std::min(w + 1, W - 1) - std::max<int64_t>(w - 1, 0) + 1);
+}
+
+// out[p] = sum of the valid entries of in over the 3x3 window at p, added in row-major window order
+// (the order of PyTorch's avg_pool2d, so results match it bit for bit in the interior).
+template <typename in_t, typename acc_t>
+void box_sum_plane(const in_t* in, int64_t H, int64_t W, acc_t* out) {
+  auto v = [&](int64_t i) { return static_cast<acc_t>(in[i]); };
+  for (int64_t h = 0; h < H; ++h) {
+    const bool inner_row = h > 0 && h + 1 < H;
+    for (int64_t w = 0; w < W; ++w) {
+      if (inner_row && w > 0 && w + 1 < W) {
+        // Interior run: no bounds checks, so the compiler can vectorize it.
+        const int64_t end = (h * W) + W - 1;
+        for (int64_t i = h * W + w; i < end; ++i) {
+          out[i] = v(i - W - 1) + v(i - W) + v(i - W + 1) + v(i - 1) + v(i) + v(i + 1) + v(i + W - 1) +
+                   v(i + W) + v(i + W + 1);
+        }
+        w = W - 2;
+        continue;
+      }
+      acc_t s = 0;
+      for (int64_t ih = std::max<int64_t>(h - 1, 0); ih <= std::min(h + 1, H - 1); ++ih) {
+        for (int64_t iw = std::max<int64_t>(w - 1, 0); iw <= std::min(w + 1, W - 1); ++iw) s += v(ih * W + iw);
+      }
+      out[h * W + w] = s;
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+void avg_pool_plane(const scalar_t* x, int64_t H, int64_t W, acc_t* out) {
+  box_sum_plane(x, H, W, out);
+  for (int64_t h = 0; h < H; ++h) {
+    for (int64_t w = 0; w < W; ++w) out[h * W + w] /= static_cast<acc_t>(window_count(h, w, H, W));
+  }
+}
+
+// Max over the 3x3 window at each p and its position, with PyTorch's rule: scan the window in row-major
+// order and move to an element when it is greater than the running max or NaN (first maximum wins,
+// a NaN propagates). The CUDA kernel uses the same scan, so forward and backward agree on ties.
+template <typename scalar_t, typename acc_t>
+void max_pool_plane(const scalar_t* x, int64_t H, int64_t W, acc_t* out, int64_t* arg) {
+  for (int64_t h = 0; h < H; ++h) {
+    const int64_t h0 = std::max<int64_t>(h - 1, 0), h1 = std::min(h + 1, H - 1);
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t w0 = std::max<int64_t>(w - 1, 0), w1 = std::min(w + 1, W - 1);
+      acc_t m = -std::numeric_limits<acc_t>::infinity();
+      int64_t a = h0 * W + w0;
+      for (int64_t ih = h0; ih <= h1; ++ih) {
+        for (int64_t iw = w0; iw <= w1; ++iw) {
+          const acc_t v = static_cast<acc_t>(x[ih * W + iw]);
+          if (v > m || at::_isnan(v)) {
+            m = v;
+            a = ih * W + iw;
+          }
+        }
+      }
+      out[h * W + w] = m;
+      if (arg != nullptr) arg[h * W + w] = a;
+    }
+  }
+}
+
+template <typename a_t, typename acc_t>
+acc_t dot(const a_t* a, const acc_t* b, int64_t len) {
+  acc_t lane[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lane[j] += static_cast<acc_t>(a[i + j]) * b[i + j];
+  }
+  for (; i < len; ++i) lane[0] += static_cast<acc_t>(a[i]) * b[i];
+  acc_t s = 0;
+  for (int j = 0; j < kLanes; ++j) s += lane[j];
+  return s;
+}
+
+// Terms (input, kind) with their coefficient sum_e w[gate_e] and the column of their gate-gradient dot.
+template <typename acc_t>
+struct HostTerms {
+  std::vector<std::array<acc_t, kNumKinds>> coef;
+  std::vector<std::array<int64_t, kNumKinds>> column;  // -1: no entry applies this kind to this input
+  int64_t columns = 0;
+  bool any_avg = false;
+};
+
+template <typename acc_t>
+HostTerms<acc_t> host_terms(const NodeTerms& terms, const at::Tensor& weights) {
+  at::Tensor w = weights.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+  const acc_t* wp = w.const_data_ptr<acc_t>();
+  HostTerms<acc_t> h;
+  const size_t U = terms.gates.size();
+  h.coef.resize(U);
+  h.column.resize(U);
+  for (size_t u = 0; u < U; ++u) {
+    for (int k = 0; k < kNumKinds; ++k) {
+      acc_t c = 0;
+      for (int64_t gate : terms.gates[u][k]) c += wp[gate];
+      h.coef[u][k] = c;
+      h.column[u][k] = terms.gates[u][k].empty() ? -1 : h.columns++;
+      h.any_avg = h.any_avg || (k == kAvgPool3x3 && !terms.gates[u][k].empty());
+    }
+  }
+  return h;
+}
+
+template <typename scalar_t>
+void forward_kernel(const std::vector<at::Tensor>& xs, const NodeTerms& terms, const at::Tensor& weights,
+                    const Geometry& geo, at::Tensor& out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const HostTerms<acc_t> ht = host_terms<acc_t>(terms, weights);
+  const int64_t U = static_cast<int64_t>(xs.size());
+  std::vector<const scalar_t*> x(U);
+  for (int64_t u = 0; u < U; ++u) x[u] = xs[u].const_data_ptr<scalar_t>();
+  scalar_t* o = out.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, geo.tasks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<acc_t> acc(geo.plane), tmp(terms.pooling ? geo.plane : 0);
+    for (int64_t p = t0 * geo.per_task; p < std::min(t1 * geo.per_task, geo.planes); ++p) {
+      const int64_t start = p * geo.plane;
+      const int64_t len = std::min(geo.plane, geo.n - start);
+      std::fill(acc.begin(), acc.begin() + len, acc_t(0));
+      for (int64_t u = 0; u < U; ++u) {
+        const scalar_t* xp = x[u] + start;
+        if (ht.column[u][kIdentity] >= 0) {
+          const acc_t c = ht.coef[u][kIdentity];
+          for (int64_t i = 0; i < len; ++i) acc[i] += c * static_cast<acc_t>(xp[i]);
+        }
+        for (int k : {kAvgPool3x3, kMaxPool3x3}) {
+          if (ht.column[u][k] < 0) continue;
+          if (k == kAvgPool3x3) {
+            avg_pool_plane(xp, geo.H, geo.W, tmp.data());
+          } else {
+            max_pool_plane<scalar_t, acc_t>(xp, geo.H, geo.W, tmp.data(), nullptr);
+          }
+          const acc_t c = ht.coef[u][k];
+          for (int64_t i = 0; i < len; ++i) acc[i] += c * tmp[i];
+        }
+      }
+      for (int64_t i = 0; i < len; ++i) o[start + i] = static_cast<scalar_t>(acc[i]);
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, const NodeTerms& terms,
+                     const at::Tensor& weights, const Geometry& geo, std::vector<at::Tensor>& grad_xs,
+                     at::Tensor& grad_w) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const HostTerms<acc_t> ht = host_terms<acc_t>(terms, weights);
+  const int64_t U = static_cast<int64_t>(xs.size());
+  const int64_t cols = ht.columns;
+  const bool need_x = !grad_xs.empty();
+  std::vector<const scalar_t*> x(U);
+  std::vector<scalar_t*> gx(U, nullptr);
+  for (int64_t u = 0; u < U; ++u) {
+    x[u] = xs[u].const_data_ptr<scalar_t>();
+    if (need_x) gx[u] = grad_xs[u].mutable_data_ptr<scalar_t>();
+  }
+  const scalar_t* g = grad.const_data_ptr<scalar_t>();
+  std::vector<double> partial(static_cast<size_t>(geo.tasks * cols), 0.0);
+  at::parallel_for(0, geo.tasks, 1, [&](int64_t t0, int64_t t1) {
+    const int64_t L = geo.plane;
+    std::vector<acc_t> gb(L), gxb(need_x ? L : 0), tmp(terms.pooling ? L : 0), ga(ht.any_avg ? L : 0);
+    std::vector<int64_t> arg(terms.pooling ? L : 0);
+    for (int64_t t = t0; t < t1; ++t) {
+      double* part = partial.data() + t * cols;
+      for (int64_t p = t * geo.per_task; p < std::min((t + 1) * geo.per_task, geo.planes); ++p) {
+        const int64_t start = p * L;
+        const int64_t len = std::min(L, geo.n - start);
+        for (int64_t i = 0; i < len; ++i) gb[i] = static_cast<acc_t>(g[start + i]);
+        if (ht.any_avg) {
+          // Adjoint of the average pool in gather form: ga[p] = sum over windows q containing p of g[q] / count(q).
+          for (int64_t h = 0; h < geo.H; ++h) {
+            for (int64_t w = 0; w < geo.W; ++w) {
+              tmp[h * geo.W + w] = gb[h * geo.W + w] / static_cast<acc_t>(window_count(h, w, geo.H, geo.W));
+            }
+          }
+          box_sum_plane(tmp.data(), geo.H, geo.W, ga.data());
+        }
+        for (int64_t u = 0; u < U; ++u) {
+          if (!terms.used(u)) continue;
+          const scalar_t* xp = x[u] + start;
+          if (need_x) std::fill(gxb.begin(), gxb.begin() + len, acc_t(0));
+          if (ht.column[u][kIdentity] >= 0) {
+            part[ht.column[u][kIdentity]] += static_cast<double>(dot(xp, gb.data(), len));
+            if (need_x) {
+              const acc_t c = ht.coef[u][kIdentity];
+              for (int64_t i = 0; i < len; ++i) gxb[i] += c * gb[i];
+            }
+          }
+          if (ht.column[u][kAvgPool3x3] >= 0) {
+            avg_pool_plane(xp, geo.H, geo.W, tmp.data());
+            part[ht.column[u][kAvgPool3x3]] += static_cast<double>(dot(tmp.data(), gb.data(), len));
+            if (need_x) {
+              const acc_t c = ht.coef[u][kAvgPool3x3];
+              for (int64_t i = 0; i < len; ++i) gxb[i] += c * ga[i];
+            }
+          }
+          if (ht.column[u][kMaxPool3x3] >= 0) {
+            max_pool_plane(xp, geo.H, geo.W, tmp.data(), arg.data());
+            part[ht.column[u][kMaxPool3x3]] += static_cast<double>(dot(tmp.data(), gb.data(), len));
+            if (need_x) {
+              // Scatter form within one plane, on one thread: deterministic and without atomics.
+              const acc_t c = ht.coef[u][kMaxPool3x3];
+              for (int64_t i = 0; i < len; ++i) gxb[arg[i]] += c * gb[i];
+            }
+          }
+          if (need_x) {
+            scalar_t* gxp = gx[u] + start;
+            for (int64_t i = 0; i < len; ++i) gxp[i] = static_cast<scalar_t>(gxb[i]);
+          }
+        }
+      }
+    }
+  });
+  // Tasks are summed in a fixed order, in double, then each term's dot goes to each of its gates.
+  at::Tensor gw = at::zeros({weights.size(0)}, grad_w.options().dtype(at::kDouble));
+  double* gwp = gw.mutable_data_ptr<double>();
+  for (int64_t u = 0; u < U; ++u) {
+    for (int k = 0; k < kNumKinds; ++k) {
+      const int64_t col = ht.column[u][k];
+      if (col < 0) continue;
+      double s = 0.0;
+      for (int64_t t = 0; t < geo.tasks; ++t) s += partial[t * cols + col];
+      for (int64_t gate : terms.gates[u][k]) gwp[gate] += s;
+    }
+  }
+  grad_w.copy_(gw);
+}
+
+at::Tensor node_sum_cpu(at::TensorList inputs, at::IntArrayRef sources, at::IntArrayRef kinds,
+                        at::IntArrayRef gates, const at::Tensor& weights) {
+  check_node_entries("node_sum", inputs, sources, kinds, gates, weights);
+  const NodeTerms terms = group_node_entries(static_cast<int64_t>(inputs.size()), sources, kinds, gates);
+  std::vector<at::Tensor> xs = node_layout(inputs, terms.pooling);
+  at::Tensor out = at::empty_strided(xs[0].sizes(), xs[0].strides(), xs[0].options());
+  if (out.numel() == 0) return out;
+  const Geometry geo = make_geometry(xs[0], terms.pooling);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "node_sum_cpu",
+                                  [&] { forward_kernel<scalar_t>(xs, terms, weights, geo, out); });
+  return out;
+}
+
+std::tuple<std::vector<at::Tensor>, at::Tensor> node_sum_backward_cpu(
+    const at::Tensor& grad_out, at::TensorList inputs, at::IntArrayRef sources, at::IntArrayRef kinds,
+    at::IntArrayRef gates, const at::Tensor& weights, bool need_inputs_grad) {
+  check_node_entries("node_sum_backward", inputs, sources, kinds, gates, weights);
+  TORCH_CHECK(grad_out.sizes() == inputs[0].sizes() && grad_out.scalar_type() == inputs[0].scalar_type(),
+              "node_sum_backward: grad_out must match inputs[0] in shape and dtype");
+  const NodeTerms terms = group_node_entries(static_cast<int64_t>(inputs.size()), sources, kinds, gates);
+  std::vector<at::Tensor> all(inputs.begin(), inputs.end());
+  all.push_back(grad_out);
+  all = node_layout(all, terms.pooling);
+  at::Tensor g = all.back();
+  all.pop_back();
+  std::vector<at::Tensor> grad_xs;
+  if (need_inputs_grad) {
+    for (size_t u = 0; u < all.size(); ++u) {
+      at::Tensor gx = at::empty_strided(g.sizes(), g.strides(), g.options());
+      // The kernel writes every element of a used input's gradient; an unused input's stays zero.
+      if (!terms.used(u)) gx.zero_();
+      grad_xs.push_back(gx);
+    }
+  }
+  at::Tensor grad_w = at::empty({weights.size(0)}, weights.options());
+  if (g.numel() == 0) {
+    grad_w.zero_();
+    return {grad_xs, grad_w};
+  }
+  const Geometry geo = make_geometry(g, terms.pooling);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "node_sum_backward_cpu", [&] {
+    backward_kernel<scalar_t>(g, all, terms, weights, geo, grad_xs, grad_w);
+  });
+  return {grad_xs, grad_w};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(goldnas, CPU, m) {
+  m.impl("node_sum", &node_sum_cpu);
+  m.impl("node_sum_backward", &node_sum_backward_cpu);
+}
+
+}  // namespace goldnas
