@@ -8,8 +8,9 @@ One step = forward (sigmoid gates, GOLD-NAS on NB201), cross-entropy, backward, 
 same network (seed 0) with a random pruning mask (fixed seed) that keeps 100 %, 50 % or 25 % of the 24
 (edge, op) pairs, at least one per node.
 
-* time: median of ``--steps`` timed steps after ``--warmup`` untimed ones (CUDA synchronized); the
-  compile mode's first call (compilation) is timed separately.
+* time: median and minimum of ``--steps`` timed steps after ``--warmup`` untimed ones (CUDA synchronized),
+  the modes' steps interleaved so that load from other processes hits all of them alike; the first call
+  (compilation in the compile mode) is timed separately.
 * memory: bytes of the distinct non-parameter storages autograd saves for backward in one forward
   (``torch.autograd.graph.saved_tensors_hooks``, device independent); on CUDA also
   ``torch.cuda.max_memory_allocated`` over one step. In the ``+lean`` modes (per-node activation
@@ -104,54 +105,80 @@ def build(mode: str, fraction: float, args: argparse.Namespace):
     return net, step, saved_bytes
 
 
-def measure(mode: str, fraction: float, args: argparse.Namespace) -> dict:
-    row: dict = {"mode": mode, "fraction": fraction}
-    try:
-        net, step, saved_bytes = build(mode, fraction, args)
-        row["alive_pairs"] = sum(net.alive)
-        t0 = time.perf_counter()
-        step()  # first call: compilation for 'compile', lazy allocations otherwise
-        sync(args.device)
-        row["first_step_s"] = time.perf_counter() - t0
-        for _ in range(args.warmup):
-            step()
-        times = []
-        for _ in range(args.steps):
+def _error(exc: Exception, limit: int = 500) -> str:
+    return f"{type(exc).__name__}: {exc}"[:limit]
+
+
+def measure_fraction(fraction: float, args: argparse.Namespace) -> list[dict]:
+    """All modes at one survival rate; their timed steps are interleaved (mode A, B, C, A, B, C, ...) so that
+    load from other processes on a shared machine affects every mode alike."""
+    cuda = args.device.startswith("cuda")
+    rows: dict[str, dict] = {}
+    runs: dict[str, tuple] = {}
+    for mode in args.modes:
+        row = rows[mode] = {"mode": mode, "fraction": fraction}
+        if mode.startswith("fused") and not fused_available():
+            row["error"] = "goldnas_fast.ops.node_sum not available"
+            continue
+        try:
+            net, step, saved_bytes = build(mode, fraction, args)
+            row["alive_pairs"] = sum(net.alive)
             sync(args.device)
             t0 = time.perf_counter()
-            step()
+            step()  # first call: compilation for 'compile', lazy allocations otherwise
             sync(args.device)
-            times.append(time.perf_counter() - t0)
-        row["step_ms"] = 1e3 * statistics.median(times)
-        row["step_ms_min"] = 1e3 * min(times)
+            row["first_step_s"] = time.perf_counter() - t0
+            for _ in range(args.warmup):
+                step()
+            runs[mode] = (net, step, saved_bytes)
+        except Exception as exc:  # noqa: BLE001  (a failing mode, e.g. compile, is reported as such)
+            row["error"] = _error(exc)
+    times: dict[str, list[float]] = {mode: [] for mode in runs}
+    for _ in range(args.steps):
+        for mode, (_, step, _) in list(runs.items()):
+            try:
+                sync(args.device)
+                t0 = time.perf_counter()
+                step()
+                sync(args.device)
+                times[mode].append(time.perf_counter() - t0)
+            except Exception as exc:  # noqa: BLE001
+                rows[mode]["error"] = _error(exc)
+                del runs[mode]
+    for mode, (_, step, saved_bytes) in runs.items():
+        row = rows[mode]
+        row["step_ms"] = 1e3 * statistics.median(times[mode])
+        row["step_ms_min"] = 1e3 * min(times[mode])
         try:
             row["saved_mib"] = saved_bytes() / MiB
         except Exception as exc:  # noqa: BLE001  (reported, not hidden)
             row["saved_mib"] = None
-            row["saved_error"] = f"{type(exc).__name__}: {exc}"[:300]
-        if args.device.startswith("cuda"):
-            gc.collect()
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            step()
-            torch.cuda.synchronize()
-            row["peak_mib"] = torch.cuda.max_memory_allocated() / MiB
+            row["saved_error"] = _error(exc, 300)
         if args.profile and fraction == 1.0:
             from torch.profiler import ProfilerActivity, profile
 
-            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
             with profile(activities=acts) as prof:
                 step()
                 sync(args.device)
-            key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
+            key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
             row["profile"] = prof.key_averages().table(sort_by=key, row_limit=15)
-    except Exception as exc:  # noqa: BLE001  (a failing mode, e.g. compile, is reported as such)
-        row["error"] = f"{type(exc).__name__}: {exc}"[:500]
-    finally:
-        gc.collect()
-        if args.device.startswith("cuda"):
-            torch.cuda.empty_cache()
-    return row
+    if cuda:  # one mode's network at a time on the device, so that each peak is its own
+        for mode in list(runs):
+            _, step, _ = runs[mode]
+            gc.collect()
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            step()
+            torch.cuda.synchronize()
+            rows[mode]["peak_mib"] = torch.cuda.max_memory_allocated() / MiB
+            rows[mode]["peak_over_resident_mib"] = (torch.cuda.max_memory_allocated() - base) / MiB
+    runs.clear()
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return [rows[mode] for mode in args.modes]
 
 
 def main() -> None:
@@ -177,19 +204,16 @@ def main() -> None:
           flush=True)
     rows = []
     for fraction in args.fractions:
-        for mode in args.modes:
-            if mode.startswith("fused") and not fused_available():
-                row = {"mode": mode, "fraction": fraction, "error": "goldnas_fast.ops.node_sum not available"}
-            else:
-                row = measure(mode, fraction, args)
+        for row in measure_fraction(fraction, args):
             profile = row.pop("profile", None)
             print(json.dumps(row), flush=True)
             if profile:
-                print(f"profile: {mode}, {fraction:.0%} surviving\n{profile}", flush=True)
+                print(f"profile: {row['mode']}, {fraction:.0%} surviving\n{profile}", flush=True)
             rows.append(row)
 
     mem_key = "peak_mib" if cuda else "saved_mib"
-    header = ["mode", "surviving pairs", "step (ms, median)", "speed-up vs ref", "first step (s)", "saved fwd (MiB)"]
+    header = ["mode", "surviving pairs", "step (ms, median)", "step (ms, min)", "speed-up vs ref (median)",
+              "first step (s)", "saved fwd (MiB)"]
     header += (["peak alloc (MiB)"] if cuda else []) + [f"{'peak' if cuda else 'saved'} vs ref", "note"]
     ref = {r["fraction"]: r for r in rows if r["mode"] == "reference" and "step_ms" in r}
     table = []
@@ -200,7 +224,8 @@ def main() -> None:
         base = ref.get(r["fraction"])
         speedup = base["step_ms"] / r["step_ms"] if base else float("nan")
         mem, base_mem = r.get(mem_key), (base or {}).get(mem_key)
-        cells = [r["mode"], f"{r['fraction']:.0%} ({r['alive_pairs']})", r["step_ms"], speedup, r["first_step_s"],
+        cells = [r["mode"], f"{r['fraction']:.0%} ({r['alive_pairs']})", r["step_ms"], r["step_ms_min"], speedup,
+                 r["first_step_s"],
                  "n/a" if r["saved_mib"] is None else r["saved_mib"]]
         cells += ([r["peak_mib"]] if cuda else [])
         cells += [mem / base_mem if mem is not None and base_mem else float("nan"), r.get("saved_error", "")[:80]]
