@@ -1,7 +1,6 @@
 // CPU kernels of goldnas::node_sum: out = sum_e w[gate_e] * kind_e(x[source_e]), with the 3x3 pooling
 // kinds evaluated on the fly, and its one-pass backward.
 #include <ATen/Dispatch.h>
-#include <ATen/NumericUtils.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -11,7 +10,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <limits>
+#include <bit>
+#include <cstdint>
 #include <tuple>
 #include <vector>
 
@@ -85,36 +85,106 @@ void box_sum_plane(const in_t* in, int64_t H, int64_t W, acc_t* out) {
   }
 }
 
-template <typename scalar_t, typename acc_t>
-void avg_pool_plane(const scalar_t* x, int64_t H, int64_t W, acc_t* out) {
-  box_sum_plane(x, H, W, out);
+// Window sizes of a plane, 1 to 9; computed once per task and shared by its planes.
+template <typename acc_t>
+std::vector<acc_t> window_counts(int64_t H, int64_t W) {
+  std::vector<acc_t> cnt(static_cast<size_t>(H * W));
   for (int64_t h = 0; h < H; ++h) {
-    for (int64_t w = 0; w < W; ++w) out[h * W + w] /= static_cast<acc_t>(window_count(h, w, H, W));
+    for (int64_t w = 0; w < W; ++w) cnt[h * W + w] = static_cast<acc_t>(window_count(h, w, H, W));
   }
+  return cnt;
 }
 
-// Max over the 3x3 window at each p and its position, with PyTorch's rule: scan the window in row-major
-// order and move to an element when it is greater than the running max or NaN (first maximum wins,
-// a NaN propagates). The CUDA kernel uses the same scan, so forward and backward agree on ties.
 template <typename scalar_t, typename acc_t>
-void max_pool_plane(const scalar_t* x, int64_t H, int64_t W, acc_t* out, int64_t* arg) {
+void avg_pool_plane(const scalar_t* x, int64_t H, int64_t W, const acc_t* cnt, acc_t* out) {
+  box_sum_plane(x, H, W, out);
+  for (int64_t i = 0; i < H * W; ++i) out[i] /= cnt[i];
+}
+
+template <typename acc_t>
+struct SameSizeUInt;
+template <>
+struct SameSizeUInt<float> {
+  using type = uint32_t;
+};
+template <>
+struct SameSizeUInt<double> {
+  using type = uint64_t;
+};
+
+// One step of PyTorch's max_pool2d window scan: move to v (at window position code) when it is greater
+// than the running max or NaN. Written as a bitwise blend: GCC (with its default -ftrapping-math) does
+// not if-convert two selects on a float compare, which left the loops below scalar and branchy.
+template <typename acc_t>
+inline void take_max(acc_t v, acc_t code, acc_t& m, acc_t& c) {
+  using U = typename SameSizeUInt<acc_t>::type;
+  const U take = U(0) - static_cast<U>((v > m) | (v != v));
+  m = std::bit_cast<acc_t>((std::bit_cast<U>(v) & take) | (std::bit_cast<U>(m) & ~take));
+  c = std::bit_cast<acc_t>((std::bit_cast<U>(code) & take) | (std::bit_cast<U>(c) & ~take));
+}
+
+// Scratch of max_pool_plane: per-row maxima and their column codes (0, 1, 2 for w - 1, w, w + 1).
+// Positions are small float codes so that take_max blends them like the values.
+template <typename acc_t>
+struct MaxScratch {
+  std::vector<acc_t> row_max;
+  std::vector<acc_t> row_code;
+  explicit MaxScratch(int64_t n) : row_max(static_cast<size_t>(n)), row_code(static_cast<size_t>(n)) {}
+};
+
+// Max over the 3x3 window at each p and, with kArg, the window position of the maximum as the code
+// 3 * (row - h + 1) + (col - w + 1), by PyTorch's rule: scan the window in row-major order with take_max
+// from -inf and the first position (first maximum wins, the last NaN wins). Computed separably: each
+// row segment is scanned, then the row results are combined in row order with the same step, which
+// lands on the same position as the row-major scan. Starting a scan at its first element equals starting
+// at -inf with the first position. The CUDA kernel scans each window directly with the same rule.
+template <bool kArg, typename scalar_t, typename acc_t>
+void max_pool_plane(const scalar_t* x, int64_t H, int64_t W, acc_t* out, acc_t* code, MaxScratch<acc_t>& s) {
+  acc_t* rm = s.row_max.data();
+  acc_t* rc = s.row_code.data();
   for (int64_t h = 0; h < H; ++h) {
-    const int64_t h0 = std::max<int64_t>(h - 1, 0), h1 = std::min(h + 1, H - 1);
+    const scalar_t* xr = x + h * W;
+    acc_t* __restrict__ m_out = rm + h * W;
+    acc_t* __restrict__ c_out = rc + h * W;
     for (int64_t w = 0; w < W; ++w) {
-      const int64_t w0 = std::max<int64_t>(w - 1, 0), w1 = std::min(w + 1, W - 1);
-      acc_t m = -std::numeric_limits<acc_t>::infinity();
-      int64_t a = h0 * W + w0;
-      for (int64_t ih = h0; ih <= h1; ++ih) {
-        for (int64_t iw = w0; iw <= w1; ++iw) {
-          const acc_t v = static_cast<acc_t>(x[ih * W + iw]);
-          if (v > m || at::_isnan(v)) {
-            m = v;
-            a = ih * W + iw;
-          }
+      if (w == 1 && W >= 3) {
+        // Interior run: fixed 3-element segments, branch-free.
+        for (int64_t j = 1; j < W - 1; ++j) {
+          acc_t m = static_cast<acc_t>(xr[j - 1]), c = 0;
+          take_max(static_cast<acc_t>(xr[j]), acc_t(1), m, c);
+          take_max(static_cast<acc_t>(xr[j + 1]), acc_t(2), m, c);
+          m_out[j] = m;
+          if (kArg) c_out[j] = c;
         }
+        w = W - 2;
+        continue;
       }
-      out[h * W + w] = m;
-      if (arg != nullptr) arg[h * W + w] = a;
+      const int64_t w0 = std::max<int64_t>(w - 1, 0), w1 = std::min(w + 1, W - 1);
+      acc_t m = static_cast<acc_t>(xr[w0]), c = static_cast<acc_t>(w0 - w + 1);
+      for (int64_t iw = w0 + 1; iw <= w1; ++iw) take_max(static_cast<acc_t>(xr[iw]), static_cast<acc_t>(iw - w + 1), m, c);
+      m_out[w] = m;
+      if (kArg) c_out[w] = c;
+    }
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    const int64_t r0 = std::max<int64_t>(h - 1, 0), r1 = std::min(h + 1, H - 1);
+    acc_t* __restrict__ m = out + h * W;
+    acc_t* __restrict__ c = kArg ? code + h * W : nullptr;
+    const acc_t row0 = static_cast<acc_t>(3 * (r0 - h + 1));
+    std::copy(rm + r0 * W, rm + (r0 + 1) * W, m);
+    if (kArg) {
+      for (int64_t w = 0; w < W; ++w) c[w] = row0 + rc[r0 * W + w];
+    }
+    for (int64_t r = r0 + 1; r <= r1; ++r) {
+      const acc_t* __restrict__ v = rm + r * W;
+      const acc_t* __restrict__ vc = rc + r * W;
+      const acc_t row = static_cast<acc_t>(3 * (r - h + 1));
+      for (int64_t w = 0; w < W; ++w) {
+        acc_t mw = m[w], cw = kArg ? c[w] : acc_t(0);
+        take_max(v[w], row + (kArg ? vc[w] : acc_t(0)), mw, cw);
+        m[w] = mw;
+        if (kArg) c[w] = cw;
+      }
     }
   }
 }
@@ -171,7 +241,10 @@ void forward_kernel(const std::vector<at::Tensor>& xs, const NodeTerms& terms, c
   for (int64_t u = 0; u < U; ++u) x[u] = xs[u].const_data_ptr<scalar_t>();
   scalar_t* o = out.mutable_data_ptr<scalar_t>();
   at::parallel_for(0, geo.tasks, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<acc_t> acc(geo.plane), tmp(terms.pooling ? geo.plane : 0);
+    const int64_t P = terms.pooling ? geo.plane : 0;
+    std::vector<acc_t> acc(geo.plane), tmp(P);
+    const std::vector<acc_t> cnt = terms.pooling ? window_counts<acc_t>(geo.H, geo.W) : std::vector<acc_t>();
+    MaxScratch<acc_t> scratch(P);
     for (int64_t p = t0 * geo.per_task; p < std::min(t1 * geo.per_task, geo.planes); ++p) {
       const int64_t start = p * geo.plane;
       const int64_t len = std::min(geo.plane, geo.n - start);
@@ -185,9 +258,9 @@ void forward_kernel(const std::vector<at::Tensor>& xs, const NodeTerms& terms, c
         for (int k : {kAvgPool3x3, kMaxPool3x3}) {
           if (ht.column[u][k] < 0) continue;
           if (k == kAvgPool3x3) {
-            avg_pool_plane(xp, geo.H, geo.W, tmp.data());
+            avg_pool_plane(xp, geo.H, geo.W, cnt.data(), tmp.data());
           } else {
-            max_pool_plane<scalar_t, acc_t>(xp, geo.H, geo.W, tmp.data(), nullptr);
+            max_pool_plane<false>(xp, geo.H, geo.W, tmp.data(), static_cast<acc_t*>(nullptr), scratch);
           }
           const acc_t c = ht.coef[u][k];
           for (int64_t i = 0; i < len; ++i) acc[i] += c * tmp[i];
@@ -217,8 +290,14 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
   std::vector<double> partial(static_cast<size_t>(geo.tasks * cols), 0.0);
   at::parallel_for(0, geo.tasks, 1, [&](int64_t t0, int64_t t1) {
     const int64_t L = geo.plane;
-    std::vector<acc_t> gb(L), gxb(need_x ? L : 0), tmp(terms.pooling ? L : 0), ga(ht.any_avg ? L : 0);
-    std::vector<int64_t> arg(terms.pooling ? L : 0);
+    const int64_t P = terms.pooling ? L : 0;
+    std::vector<acc_t> gb(L), gxb(need_x ? L : 0), tmp(P), ga(ht.any_avg ? L : 0);
+    std::vector<acc_t> code(P);
+    // In-plane offset of each window position code (see max_pool_plane).
+    int64_t offset[9];
+    for (int k = 0; k < 9; ++k) offset[k] = (k / 3 - 1) * geo.W + (k % 3 - 1);
+    const std::vector<acc_t> cnt = terms.pooling ? window_counts<acc_t>(geo.H, geo.W) : std::vector<acc_t>();
+    MaxScratch<acc_t> scratch(P);
     for (int64_t t = t0; t < t1; ++t) {
       double* part = partial.data() + t * cols;
       for (int64_t p = t * geo.per_task; p < std::min((t + 1) * geo.per_task, geo.planes); ++p) {
@@ -227,11 +306,7 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
         for (int64_t i = 0; i < len; ++i) gb[i] = static_cast<acc_t>(g[start + i]);
         if (ht.any_avg) {
           // Adjoint of the average pool in gather form: ga[p] = sum over windows q containing p of g[q] / count(q).
-          for (int64_t h = 0; h < geo.H; ++h) {
-            for (int64_t w = 0; w < geo.W; ++w) {
-              tmp[h * geo.W + w] = gb[h * geo.W + w] / static_cast<acc_t>(window_count(h, w, geo.H, geo.W));
-            }
-          }
+          for (int64_t i = 0; i < L; ++i) tmp[i] = gb[i] / cnt[i];
           box_sum_plane(tmp.data(), geo.H, geo.W, ga.data());
         }
         for (int64_t u = 0; u < U; ++u) {
@@ -246,7 +321,7 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
             }
           }
           if (ht.column[u][kAvgPool3x3] >= 0) {
-            avg_pool_plane(xp, geo.H, geo.W, tmp.data());
+            avg_pool_plane(xp, geo.H, geo.W, cnt.data(), tmp.data());
             part[ht.column[u][kAvgPool3x3]] += static_cast<double>(dot(tmp.data(), gb.data(), len));
             if (need_x) {
               const acc_t c = ht.coef[u][kAvgPool3x3];
@@ -254,12 +329,12 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
             }
           }
           if (ht.column[u][kMaxPool3x3] >= 0) {
-            max_pool_plane(xp, geo.H, geo.W, tmp.data(), arg.data());
+            max_pool_plane<true>(xp, geo.H, geo.W, tmp.data(), code.data(), scratch);
             part[ht.column[u][kMaxPool3x3]] += static_cast<double>(dot(tmp.data(), gb.data(), len));
             if (need_x) {
               // Scatter form within one plane, on one thread: deterministic and without atomics.
               const acc_t c = ht.coef[u][kMaxPool3x3];
-              for (int64_t i = 0; i < len; ++i) gxb[arg[i]] += c * gb[i];
+              for (int64_t i = 0; i < len; ++i) gxb[i + offset[static_cast<int>(code[i])]] += c * gb[i];
             }
           }
           if (need_x) {
