@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -41,11 +42,26 @@ struct Launch {
   bool any_avg;
 };
 
-// Elements are NCHW-contiguous planes of H x W when the node pools; otherwise H and W are unused.
+// Elements are NCHW-contiguous planes of H x W when the node pools; otherwise H = W = 1 (unused).
 struct Geometry {
   int64_t n;
   int32_t H, W;
 };
+
+// Row and column of element i in its plane; 32-bit division where the size allows (64-bit division is
+// emulated and slow on the GPU).
+__device__ __forceinline__ void plane_position(int64_t i, const Geometry& geo, int& h, int& w) {
+  if (geo.H == 1 && geo.W == 1) {
+    h = w = 0;
+  } else if (geo.n <= INT32_MAX) {
+    const uint32_t j = static_cast<uint32_t>(i), W = static_cast<uint32_t>(geo.W);
+    w = static_cast<int>(j % W);
+    h = static_cast<int>((j / W) % static_cast<uint32_t>(geo.H));
+  } else {
+    w = static_cast<int>(i % geo.W);
+    h = static_cast<int>((i / geo.W) % geo.H);
+  }
+}
 
 __device__ __forceinline__ int window_count(int h, int w, int H, int W) {
   return (min(h + 1, H - 1) - max(h - 1, 0) + 1) * (min(w + 1, W - 1) - max(w - 1, 0) + 1);
@@ -104,8 +120,8 @@ __global__ void forward_kernel(Launch<scalar_t> L, const acc_t* __restrict__ w, 
   const int H = geo.H, W = geo.W;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < geo.n; i += stride) {
-    const int w_ = W > 1 ? static_cast<int>(i % W) : 0;  // identity-only nodes skip the divisions
-    const int h_ = H > 1 ? static_cast<int>((i / W) % H) : 0;
+    int h_, w_;
+    plane_position(i, geo, h_, w_);
     acc_t a = acc_in != nullptr ? acc_in[i] : acc_t(0);
 #pragma unroll
     for (int s = 0; s < kSlots; ++s) {
@@ -144,8 +160,8 @@ __global__ void backward_kernel(Launch<scalar_t> L, const acc_t* __restrict__ w,
   const int H = geo.H, W = geo.W;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < geo.n; i += stride) {
-    const int w_ = W > 1 ? static_cast<int>(i % W) : 0;  // identity-only nodes skip the divisions
-    const int h_ = H > 1 ? static_cast<int>((i / W) % H) : 0;
+    int h_, w_;
+    plane_position(i, geo, h_, w_);
     const int h0 = max(h_ - 1, 0), h1 = min(h_ + 1, H - 1), w0 = max(w_ - 1, 0), w1 = min(w_ + 1, W - 1);
     const acc_t gi = static_cast<acc_t>(g[i]);
     acc_t g_avg = 0;  // adjoint of the average pool at i, shared by all inputs
