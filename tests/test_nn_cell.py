@@ -168,6 +168,22 @@ def test_lean_equals_non_lean(output, seed):
     assert_same(run(cell, xs, w), run(lean, xs, w))
 
 
+
+@pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=needs_node_sum)])
+def test_lean_recompute_moves_batch_norm_statistics_once(backend):
+    cell = make_cell("concat", backend=backend)
+    lean = copy.deepcopy(cell)
+    lean.lean = True
+    xs, w = inputs(), torch.randn(cell.num_pairs)
+    for _ in range(2):
+        run(cell, xs, w)
+        run(lean, xs, w)
+    buffers = dict(cell.named_buffers())
+    assert any(name.endswith("num_batches_tracked") for name in buffers)
+    for name, value in lean.named_buffers():
+        torch.testing.assert_close(value, buffers[name], rtol=0, atol=0, msg=name)
+    assert all(m.momentum == 0.1 for m in lean.modules() if isinstance(m, nn.BatchNorm2d))
+
 @needs_node_sum
 @pytest.mark.parametrize("output", ["last", "concat"])
 @pytest.mark.parametrize("seed", [None, 7, 8])

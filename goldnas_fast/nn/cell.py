@@ -5,7 +5,8 @@ can build their own cells from their own operator sets with it.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +52,8 @@ class DAGCell(nn.Module):
     is the eager DARTS-style ``sum(w * op(x))``. Both skip pruned pairs, so pruning removes their cost.
 
     ``lean=True`` keeps only the node tensors for backward and recomputes every surviving operator in
-    backward (activation checkpointing per node), for large spaces on small GPUs.
+    backward (activation checkpointing per node), for large spaces on small GPUs; the recomputation
+    leaves BatchNorm running statistics as the forward left them.
 
     Args:
         num_inputs: number of input nodes (1 for NAS-Bench-201, 2 for DARTS-style cells).
@@ -153,12 +155,33 @@ class DAGCell(nn.Module):
                                    "least one input per node")
             sources = [nodes[s] for s in sorted({e.source for e in entries})]
             if self.lean and torch.is_grad_enabled() and self.training:
-                nodes.append(checkpoint(self._node, j, weights, *sources, use_reentrant=False))
+                nodes.append(checkpoint(self._node, j, weights, *sources, use_reentrant=False,
+                                        context_fn=self._recompute_context))
             else:
                 nodes.append(self._node(j, weights, *sources))
         if self.output == "last":
             return nodes[-1]
         return torch.cat(nodes[self.num_inputs:], dim=1)
+
+    def _recompute_context(self) -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+        return contextlib.nullcontext(), self._batch_norm_stats_frozen()
+
+    @contextlib.contextmanager
+    def _batch_norm_stats_frozen(self) -> Iterator[None]:
+        # The backward recomputation must normalize exactly as the forward did (same batch statistics,
+        # same saved tensors) without moving the running statistics a second time: a zero momentum keeps
+        # them, and the batch counter is put back afterwards.
+        norms = [m for m in self.candidates.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+        for m in norms:
+            m.momentum = 0.0
+        try:
+            yield
+        finally:
+            for m, (momentum, count) in zip(norms, saved):
+                m.momentum = momentum
+                m.num_batches_tracked.copy_(count)
 
     def _node(self, j: int, weights: torch.Tensor, *sources: torch.Tensor) -> torch.Tensor:
         entries = self._node_entries[j]
