@@ -76,7 +76,7 @@ class GoldNasSearch:
 
     def discrete_flops_m(self) -> float:
         """FLOPs of the network the surviving pairs form (fixed part included)."""
-        return self.controller.discrete_flops_m
+        return self.controller.discrete_flops_m()
 
     def _sync_alive(self) -> None:
         """Pushes the controller's mask into the network (host side) and rebuilds the DDP wrapper."""
