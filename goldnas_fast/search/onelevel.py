@@ -72,28 +72,42 @@ class GoldNasSearch:
                                            weight_decay=opt.weight_decay)
         self.alpha_opt = torch.optim.SGD([self.alpha], lr=opt.lr_alpha, momentum=opt.momentum,
                                          weight_decay=opt.weight_decay_alpha)
+        self._module: torch.nn.Module | None = None
         self._sync_alive()
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """What training calls: the network, or its DDP wrapper over the surviving parameters.
+
+        The wrapper is built here, lazily, after each change of the surviving set. Building it is a
+        collective, so it happens inside :meth:`train_epoch`, which every rank runs together, and never
+        in :meth:`load_state_dict`, which a resuming run calls on rank 0 alone.
+        """
+        if self._module is None:
+            self._module = self.ctx.wrap(self.space.network)
+        return self._module
 
     def discrete_flops_m(self) -> float:
         """FLOPs of the network the surviving pairs form (fixed part included)."""
         return self.controller.discrete_flops_m()
 
     def _sync_alive(self) -> None:
-        """Pushes the controller's mask into the network (host side) and rebuilds the DDP wrapper."""
+        """Pushes the controller's mask into the network (host side); the DDP wrapper is rebuilt lazily."""
         self.space.set_alive(self.controller.alive.tolist())
         self._alive_t = self.controller.alive_tensor(self.device)
-        self.module = self.ctx.wrap(self.space.network)
+        self._module = None  # pruned parameters are frozen now: the next wrapper leaves them out
 
     def train_epoch(self, batches: Iterable, lam: float,
                     progress: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
         """One pass over ``batches``; returns mean loss, accuracy and regularizer (one host sync)."""
         self.space.network.train()
         weights = [p for p in self.space.network.weight_parameters() if p.requires_grad]
+        module = self.module
         totals = torch.zeros(3, device=self.device)  # loss, correct, regularizer (summed over images)
         seen = 0
         for images, labels in batches:
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-            ce, logits = self.space.loss(images, labels, module=self.module)
+            ce, logits = self.space.loss(images, labels, module=module)
             reg = self.resource(self.alpha, self._alive_t)
             loss = ce + lam * reg
             self.weights_opt.zero_grad(set_to_none=True)
@@ -113,9 +127,15 @@ class GoldNasSearch:
         return {"loss": loss, "accuracy": 100.0 * correct, "regularizer": reg}
 
     def end_epoch(self) -> EpochDecision:
-        """Prunes on the host from rank 0's gates (identical on every rank); returns the decision."""
-        alpha = self.ctx.broadcast_(self.alpha.detach().clone())
-        decision = self.controller.end_epoch(alpha.cpu().numpy().astype(np.float64))
+        """Prunes on the host from rank 0's gates; returns the decision.
+
+        DDP keeps the gates of all ranks bitwise equal already (same start, same averaged gradient); rank 0's
+        gates are nevertheless broadcast and adopted, so the decision is identical on every rank by
+        construction, not by the luck of identical arithmetic.
+        """
+        with torch.no_grad():
+            self.ctx.broadcast_(self.alpha.data)
+        decision = self.controller.end_epoch(self.alpha.detach().cpu().numpy().astype(np.float64))
         if decision.pruned:
             self.controller.apply_pruning(self.alpha, decision.pruned)
             self._sync_alive()
