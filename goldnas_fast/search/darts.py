@@ -62,10 +62,7 @@ class DartsSearch:
         seen = 0
         for (x, y), (xv, yv) in zip(train_batches, valid_batches):
             x, y, xv, yv = (t.to(self.device, non_blocking=True) for t in (x, y, xv, yv))
-            self.alpha_opt.zero_grad(set_to_none=True)
-            arch_loss, _ = self.space.loss(xv, yv, module=self.module)
-            arch_loss.backward()
-            self.alpha_opt.step()
+            self._arch_step(xv, yv)
             self.weights_opt.zero_grad(set_to_none=True)
             loss, logits = self.space.loss(x, y, module=self.module)
             loss.backward()
@@ -80,6 +77,18 @@ class DartsSearch:
         seen = self.ctx.all_reduce_sum(torch.tensor(float(seen), device=self.device))
         loss, correct = (totals / seen.clamp_min(1)).cpu().tolist()
         return {"loss": loss, "accuracy": 100.0 * correct, "lr": self.weights_opt.param_groups[0]["lr"]}
+
+    def _arch_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One Adam step of the gates on a validation batch.
+
+        Only the gate gradient is needed: ``autograd.grad`` skips the weight gradients (which first-order
+        DARTS discards anyway) and runs outside the DDP wrapper, so they are neither computed nor
+        all-reduced; the gate gradient is averaged over the ranks explicitly, as DDP would.
+        """
+        arch_loss, _ = self.space.loss(images, labels)
+        (grad,) = torch.autograd.grad(arch_loss, [self.alpha])
+        self.alpha.grad = self.ctx.all_reduce_mean_(grad)
+        self.alpha_opt.step()
 
     def state_dict(self) -> dict[str, Any]:
         return {"network": self.space.network.state_dict(), "weights_opt": self.weights_opt.state_dict(),
