@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     net = p.add_argument_group("supernet")
     net.add_argument("--C", type=int, default=None, help="initial channels (nb201 default 16, goldnas 36)")
-    net.add_argument("--N", type=int, default=None, help="nb201: cells per stage (default 5)")
+    net.add_argument("--N", type=int, default=None, help="nb201: cells per stage (default 5; 2 on the embedded sample)")
     net.add_argument("--layers", type=int, default=14, help="goldnas space: number of cells (default 14)")
     net.add_argument("--ops", default=None, help="goldnas space: comma-separated operator set "
                                                  "(default skip_connect,sep_conv_3x3)")
