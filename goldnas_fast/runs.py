@@ -55,28 +55,43 @@ class RunDir:
     def __init__(self, path: str | Path, kind: str, config: Mapping[str, Any], resume: bool = False) -> None:
         self.path = Path(path)
         self.kind = kind
-        self.config = json.loads(json.dumps(dict(config)))  # normalized, JSON-only
+        self.config = self.check(path, kind, config, resume)
+        self.path.mkdir(parents=True, exist_ok=True)
         config_file = self.path / "config.json"
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"--out {self.path} exists and is not a directory")
+        if not config_file.exists():
+            atomic_write_json(config_file, {"kind": kind, "config": self.config})
+
+    @staticmethod
+    def check(path: str | Path, kind: str, config: Mapping[str, Any], resume: bool = False) -> dict[str, Any]:
+        """Raises :class:`UserError` if the constructor would refuse ``path``; writes nothing.
+
+        Lets a command refuse a conflicting ``--out`` before spending time on data and models, and create
+        the directory only once everything else was validated. Returns the normalized configuration.
+        """
+        path = Path(path)
+        config = json.loads(json.dumps(dict(config)))  # normalized, JSON-only
+        config_file = path / "config.json"
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--out {path} exists and is not a directory")
         if config_file.exists():
             try:
                 saved = json.loads(config_file.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise UserError(f"--out {self.path}: config.json is unreadable ({exc}); refusing to touch the directory") from None
-            if saved.get("kind") != kind or saved.get("config") != self.config:
-                diff = sorted(k for k in set(self.config) | set(saved.get("config", {}))
-                              if self.config.get(k) != saved.get("config", {}).get(k))
-                raise UserError(f"--out {self.path} holds another {saved.get('kind', 'unknown')} run "
+                if not isinstance(saved, dict):
+                    raise ValueError(f"expected a JSON object, got {type(saved).__name__}")
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--out {path}: config.json is unreadable ({exc}); "
+                                "refusing to touch the directory") from None
+            saved_config = saved.get("config") if isinstance(saved.get("config"), dict) else {}
+            if saved.get("kind") != kind or saved.get("config") != config:
+                diff = sorted(k for k in set(config) | set(saved_config) if config.get(k) != saved_config.get(k))
+                raise UserError(f"--out {path} holds another {saved.get('kind', 'unknown')} run "
                                 f"(differs in: {', '.join(diff) or 'kind'}); choose another --out")
             if not resume:
-                raise UserError(f"--out {self.path} already holds this run; pass --resume to continue it "
+                raise UserError(f"--out {path} already holds this run; pass --resume to continue it "
                                 "or choose another --out")
-        elif self.path.is_dir() and any(self.path.iterdir()):
-            raise UserError(f"--out {self.path} is not empty and holds no goldnas_fast run; choose another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
-        if not config_file.exists():
-            atomic_write_json(config_file, {"kind": kind, "config": self.config})
+        elif path.is_dir() and any(path.iterdir()):
+            raise UserError(f"--out {path} is not empty and holds no goldnas_fast run; choose another --out")
+        return config
 
     @property
     def log_path(self) -> Path:
@@ -91,8 +106,14 @@ class RunDir:
         """Drops log lines of epochs after the checkpoint (written before an interruption)."""
         if not self.log_path.exists():
             return
-        lines = [ln for ln in self.log_path.read_text().splitlines() if ln.strip()]
-        keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs_done]
+        keep = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line torn by the interruption
+                continue
+            if isinstance(record, dict) and record.get("epoch", 0) <= epochs_done:
+                keep.append(line)
         atomic_write_bytes(self.log_path, "".join(ln + "\n" for ln in keep).encode())
 
     def save_checkpoint(self, state: Mapping[str, Any]) -> None:
