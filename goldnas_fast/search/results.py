@@ -49,10 +49,12 @@ def finish_nb201_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: str, r
     plot_pareto(points, front, run_dir.path / "pareto.png",
                 title=f"NAS-Bench-201 {cfg['algo']} search: recorded architectures",
                 background=(bench.column("cifar10-test-200"), bench.column("flops_m")))
-    print(f"final architecture: {final_arch} (index {final['index']})")
-    print(f"NAS-Bench-201 CIFAR-10 test accuracy (200 epochs, seed mean): {final[ACCURACY_KEY]:.2f}% | "
-          f"FLOPs {final['flops_m']:.2f}M | params {final['params_m']:.3f}M | search {seconds:.0f}s | "
-          f"results in {run_dir.path}")
+    stop = f", stop: {result['stop_reason']}" if result.get("stop_reason") else ""
+    print(f"table index {final['index']} | FLOPs {final['flops_m']:.2f}M | params {final['params_m']:.3f}M | "
+          f"search {seconds:.0f}s{stop} | results in {run_dir.path}")
+    # the headline last, on one line: what was found and how good the table says it is
+    print(f"final architecture: {final_arch} | NAS-Bench-201 CIFAR-10 test accuracy {final[ACCURACY_KEY]:.2f}% "
+          "(200 epochs, seed mean)")
     return result
 
 
