@@ -56,10 +56,13 @@ class RunDir:
         self.path = Path(path)
         self.kind = kind
         self.config = self.check(path, kind, config, resume)
-        self.path.mkdir(parents=True, exist_ok=True)
         config_file = self.path / "config.json"
-        if not config_file.exists():
-            atomic_write_json(config_file, {"kind": kind, "config": self.config})
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not config_file.exists():
+                atomic_write_json(config_file, {"kind": kind, "config": self.config})
+        except OSError as exc:
+            raise UserError(f"--out {self.path}: cannot create the run directory ({exc})") from None
 
     @staticmethod
     def check(path: str | Path, kind: str, config: Mapping[str, Any], resume: bool = False) -> dict[str, Any]:

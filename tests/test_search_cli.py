@@ -135,6 +135,9 @@ def test_darts_end_to_end(tmp_path: Path, bench: Benchmark) -> None:
     result = read_result(out)
     assert result["algo"] == "darts" and result["final_arch"] == log[-1]["arch"]
     assert_nb201_entry({**result["final"], "arch": result["final_arch"]}, bench)
+    # the trajectory: the first epoch's architecture and every change of the argmax architecture
+    changes = [r for i, r in enumerate(log) if i == 0 or r["arch"] != log[i - 1]["arch"]]
+    assert [(r["epoch"], r["arch"]) for r in result["recorded"]] == [(r["epoch"], r["arch"]) for r in changes]
     for rec in result["recorded"]:
         assert_nb201_entry(rec, bench)
     assert result["stop_reason"] == "epoch_limit" and result["epochs_run"] == 2
@@ -395,6 +398,9 @@ BAD_ARGS = {
     "bad-xi": lambda t: [*TINY_NB201, "--xi-min", "0.2", "--xi-max", "0.1"],
     "bad-ops": lambda t: ["--space", "goldnas", "--ops", "skip_connect,warp_drive", "--layers", "3", "--C", "4"],
     "bad-device": lambda t: [*TINY_NB201, "--device", "tpu"],
+    "negative-seed": lambda t: [*TINY_NB201, "--seed", "-1"],
+    "bad-lr": lambda t: [*TINY_NB201, "--lr-alpha", "-1"],
+    "bad-c0": lambda t: [*TINY_NB201, "--c0", "1"],
 }
 
 
@@ -455,6 +461,8 @@ def test_out_dir_with_unrelated_files_is_refused(tmp_path: Path, capsys) -> None
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     assert_one_line_error(capsys, search(a_file, *TINY_NB201, "--epochs", "1"))
+    assert a_file.read_text() == "x"
+    assert_one_line_error(capsys, search(a_file / "below", *TINY_NB201, "--epochs", "1"))  # cannot be created
     assert a_file.read_text() == "x"
 
 

@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run directory (default runs/search-SPACE-ALGO-sSEED-TIME)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (starts it if --out holds no run yet)")
     net = p.add_argument_group("supernet")
     net.add_argument("--C", type=int, default=None, help="initial channels (nb201 default 16, goldnas 36)")
     net.add_argument("--N", type=int, default=None, help="nb201: cells per stage (default 5; 2 on the embedded sample)")
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"unknown --algo {args.algo!r}; expected one of {', '.join(ALGOS)}")
     if args.resume and args.out is None:
         raise UserError("--resume needs --out naming the run to continue")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
     for name in ("epochs", "batch_size", "max_train", "evaluations", "C", "N", "layers", "n0"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -294,8 +294,9 @@ def _run_supernet(cfg: dict[str, Any], setup: _Supernet, run_dir: RunDir | None,
         else:
             stats = algo.train_epoch(loaders[0], loaders[1], epoch, cfg["epochs"], progress=step)
             arch = space.architecture()
+            # DARTS has no plateaus: record the trajectory, each epoch whose argmax architecture is new
             record = {"epoch": epoch + 1, **stats, "arch": arch, "flops_m": space.describe(arch)["flops_m"],
-                      "stop": False, "stop_reason": None}
+                      "recorded": not history or history[-1]["arch"] != arch, "stop": False, "stop_reason": None}
         bar.close()
         epoch += 1
         seconds += time.perf_counter() - t0
