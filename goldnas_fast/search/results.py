@@ -53,7 +53,7 @@ def finish_nb201_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: str, r
     print(f"table index {final['index']} | FLOPs {final['flops_m']:.2f}M | params {final['params_m']:.3f}M | "
           f"search {seconds:.0f}s{stop} | results in {run_dir.path}")
     # the headline last, on one line: what was found and how good the table says it is
-    print(f"final architecture: {final_arch} | NAS-Bench-201 CIFAR-10 test accuracy {final[ACCURACY_KEY]:.2f}% "
+    print(f"final architecture: {final_arch}  NAS-Bench-201 CIFAR-10 test accuracy: {final[ACCURACY_KEY]:.2f}% "
           "(200 epochs, seed mean)")
     return result
 
