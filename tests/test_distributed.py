@@ -19,7 +19,8 @@ What is compared, and to what tolerance:
   0.7, loss gaps of 2e-3 to 1e-2, other pruning and other architectures. Pruning, lambda and the
   architectures must be identical. Pruned logits (about -1e4, float32 spacing 1e-3) are not compared.
 
-Command-line runs check that only rank 0 writes into the run directory, that a rank that raises (or
+The loader's shards give the ranks together the images of the 1-process step (augmentation is drawn per
+rank). Command-line runs check that only rank 0 writes into the run directory, that a rank that raises (or
 hangs past ``GOLDNAS_DIST_TIMEOUT``) ends the whole job with an error instead of a hang, and that
 ``--resume`` under torchrun continues an interrupted run to the same result as an uninterrupted one.
 
@@ -39,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -302,6 +304,23 @@ def baseline(tmp_path_factory) -> tuple[list[dict[str, Any]], Path, Finished]:
     return traces(base), base / "run", run
 
 
+@pytest.mark.parametrize("n, world", [(64, 2), (70, 2), (50, 3), (101, 4)])
+def test_rank_shards_of_a_step_are_the_one_process_batch(n, world):
+    """Step k of all ranks together serves the images of step k of one process (global batch 4 * world)."""
+    from goldnas_fast.data.loader import DeviceLoader
+
+    images, labels = np.zeros((n, 4, 4, 3), np.uint8), np.arange(n)  # the label names the image
+    one = DeviceLoader(images, labels, 4 * world, seed=1, drop_last=True)
+    shards = [DeviceLoader(images, labels, 4, seed=1, drop_last=True, rank=r, world_size=world) for r in range(world)]
+    for epoch in (0, 7):
+        for loader in (one, *shards):
+            loader.set_epoch(epoch)
+        steps = [sorted(y.tolist()) for _, y in one]
+        sharded = [sorted(i for _, y in parts for i in y.tolist()) for parts in zip(*shards)]
+        assert {len(s) for s in shards} == {len(one)} and len(steps) == n // (4 * world)
+        assert sharded == steps
+
+
 def _assert_ranks_identical(per_rank: list[list[dict[str, Any]]]) -> None:
     first = per_rank[0]
     assert first, "no epochs recorded"
@@ -356,6 +375,7 @@ def test_trainable_parameters_that_no_longer_reach_the_loss_do_not_break_ddp(bas
 
 
 def test_cli_goldnas_ranks_agree_and_only_rank_0_writes(baseline):
+    """``goldnas-fast search`` under torchrun without ``--distributed`` (implied by WORLD_SIZE=2)."""
     (t0, t1), out, run = baseline
     _assert_ranks_identical([t0["epochs"], t1["epochs"]])
     assert t1["writes"] == [], f"rank 1 wrote into the run directory: {t1['writes']}"
