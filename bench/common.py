@@ -17,9 +17,11 @@ def sync(device: str) -> None:
 
 def time_ms(fn: Callable[[], object], device: str, min_run_time: float = 1.0) -> float:
     """Median milliseconds of ``fn`` (torch.utils.benchmark: warm-up and CUDA sync included)."""
-    fn()
+    for _ in range(3):  # first calls pay for thread-pool start-up, allocator growth and page faults
+        fn()
     sync(device)
-    timer = Timer(stmt="fn()", globals={"fn": fn})
+    # Timer runs with one thread unless told otherwise; time with the threads the process really has.
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 

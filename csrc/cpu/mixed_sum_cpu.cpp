@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "checks.h"
@@ -32,6 +33,47 @@ std::vector<acc_t> weights_on_host(const at::Tensor& weights, int64_t k) {
   return std::vector<acc_t>(p, p + k);
 }
 
+// One pass per block for K <= kMaxDirect: every output element is produced from its K inputs at
+// once, with K known at compile time so the loop vectorizes and nothing is staged in a buffer.
+constexpr int64_t kMaxDirect = 8;
+
+template <typename scalar_t, int K>
+void forward_block_direct(const scalar_t* const* x, const at::opmath_type<scalar_t>* w, int64_t start, int64_t len,
+                          scalar_t* o) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* xs[K];
+  acc_t ws[K];
+  for (int k = 0; k < K; ++k) {
+    xs[k] = x[k] + start;
+    ws[k] = w[k];
+  }
+  scalar_t* ob = o + start;
+  for (int64_t i = 0; i < len; ++i) {
+    acc_t s = ws[0] * static_cast<acc_t>(xs[0][i]);
+    for (int k = 1; k < K; ++k) s += ws[k] * static_cast<acc_t>(xs[k][i]);
+    ob[i] = static_cast<scalar_t>(s);
+  }
+}
+
+template <typename scalar_t>
+using ForwardBlockFn = void (*)(const scalar_t* const*, const at::opmath_type<scalar_t>*, int64_t, int64_t,
+                                scalar_t*);
+
+template <typename scalar_t>
+ForwardBlockFn<scalar_t> direct_forward(int64_t K) {
+  switch (K) {
+    case 1: return &forward_block_direct<scalar_t, 1>;
+    case 2: return &forward_block_direct<scalar_t, 2>;
+    case 3: return &forward_block_direct<scalar_t, 3>;
+    case 4: return &forward_block_direct<scalar_t, 4>;
+    case 5: return &forward_block_direct<scalar_t, 5>;
+    case 6: return &forward_block_direct<scalar_t, 6>;
+    case 7: return &forward_block_direct<scalar_t, 7>;
+    case 8: return &forward_block_direct<scalar_t, 8>;
+    default: return nullptr;
+  }
+}
+
 template <typename scalar_t>
 void forward_kernel(const std::vector<at::Tensor>& xs, const at::Tensor& weights, at::Tensor& out) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -43,6 +85,13 @@ void forward_kernel(const std::vector<at::Tensor>& xs, const at::Tensor& weights
   scalar_t* o = out.mutable_data_ptr<scalar_t>();
   const int64_t kBlock = block_size(n);
   const int64_t blocks = (n + kBlock - 1) / kBlock;
+  if (ForwardBlockFn<scalar_t> direct = direct_forward<scalar_t>(K)) {
+    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) direct(x.data(), w.data(), b * kBlock, std::min(kBlock, n - b * kBlock), o);
+    });
+    return;
+  }
+  // Large K: the inputs stream past a block accumulator that stays in cache.
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     acc_t acc[kMaxBlock];
     for (int64_t b = b0; b < b1; ++b) {
@@ -84,23 +133,42 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t start = b * kBlock;
       const int64_t len = std::min(kBlock, n - start);
-      for (int64_t i = 0; i < len; ++i) gb[i] = static_cast<acc_t>(g[start + i]);
+      // Full precision: read the gradient in place; reduced precision: widen a block of it once.
+      const acc_t* gblock;
+      if constexpr (std::is_same_v<scalar_t, acc_t>) {
+        gblock = g + start;
+      } else {
+        for (int64_t i = 0; i < len; ++i) gb[i] = static_cast<acc_t>(g[start + i]);
+        gblock = gb;
+      }
       for (int64_t k = 0; k < K; ++k) {
         const scalar_t* xk = x[k] + start;
         acc_t lane[kLanes] = {};
+        const acc_t wk = w[k];
+        scalar_t* gxk = need_x ? gx[k] + start : nullptr;
         int64_t i = 0;
-        for (; i + kLanes <= len; i += kLanes) {
-          for (int j = 0; j < kLanes; ++j) lane[j] += static_cast<acc_t>(xk[i + j]) * gb[i + j];
+        // One pass per input: its gate-gradient dot product and its input gradient together.
+        if (gxk != nullptr) {
+          for (; i + kLanes <= len; i += kLanes) {
+            for (int j = 0; j < kLanes; ++j) {
+              const acc_t gv = gblock[i + j];
+              lane[j] += static_cast<acc_t>(xk[i + j]) * gv;
+              gxk[i + j] = static_cast<scalar_t>(wk * gv);
+            }
+          }
+          for (; i < len; ++i) {
+            lane[0] += static_cast<acc_t>(xk[i]) * gblock[i];
+            gxk[i] = static_cast<scalar_t>(wk * gblock[i]);
+          }
+        } else {
+          for (; i + kLanes <= len; i += kLanes) {
+            for (int j = 0; j < kLanes; ++j) lane[j] += static_cast<acc_t>(xk[i + j]) * gblock[i + j];
+          }
+          for (; i < len; ++i) lane[0] += static_cast<acc_t>(xk[i]) * gblock[i];
         }
-        for (; i < len; ++i) lane[0] += static_cast<acc_t>(xk[i]) * gb[i];
         acc_t dot = 0;
         for (int j = 0; j < kLanes; ++j) dot += lane[j];
         partial[b * K + k] = dot;
-        if (need_x) {
-          scalar_t* gxk = gx[k] + start;
-          const acc_t wk = w[k];
-          for (int64_t i2 = 0; i2 < len; ++i2) gxk[i2] = static_cast<scalar_t>(wk * gb[i2]);
-        }
       }
     }
   });
