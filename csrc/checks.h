@@ -2,10 +2,13 @@
 // Argument checks shared by the CPU and CUDA kernels. TORCH_CHECK raises RuntimeError in Python;
 // every message names the argument and what was expected.
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_strided.h>
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
 #include <array>
+#include <utility>
 #include <vector>
 
 namespace goldnas {
@@ -112,4 +115,43 @@ inline std::vector<at::Tensor> node_layout(at::TensorList tensors, bool pooling)
   return out;
 }
 
+// What every fused backward starts from: the output gradient and the inputs in one layout (`layout`),
+// an input gradient per input allocated in that layout (zeroed where `untouched(u)` says the kernel
+// writes nothing), and the gate gradient. With an empty gradient the gate gradient is already zero and
+// nothing is left to compute.
+struct BackwardBuffers {
+  at::Tensor grad;
+  std::vector<at::Tensor> inputs;
+  std::vector<at::Tensor> grad_inputs;
+  at::Tensor grad_weights;
+};
+
+template <typename Layout, typename Untouched>
+BackwardBuffers backward_buffers(const char* op, const at::Tensor& grad_out, at::TensorList inputs,
+                                 const at::Tensor& weights, bool need_inputs_grad, Layout layout,
+                                 Untouched untouched) {
+  TORCH_CHECK(grad_out.sizes() == inputs[0].sizes() && grad_out.scalar_type() == inputs[0].scalar_type(), op,
+              ": grad_out must match inputs[0] in shape and dtype");
+  TORCH_CHECK(grad_out.device() == inputs[0].device(), op, ": grad_out is on ", grad_out.device(),
+              " but the inputs are on ", inputs[0].device());
+  std::vector<at::Tensor> all(inputs.begin(), inputs.end());
+  all.push_back(grad_out);
+  all = layout(all);
+  BackwardBuffers b;
+  b.grad = all.back();
+  all.pop_back();
+  b.inputs = std::move(all);
+  if (need_inputs_grad) {
+    for (size_t u = 0; u < b.inputs.size(); ++u) {
+      at::Tensor gx = at::empty_strided(b.grad.sizes(), b.grad.strides(), b.grad.options());
+      if (untouched(u)) gx.zero_();
+      b.grad_inputs.push_back(std::move(gx));
+    }
+  }
+  b.grad_weights = at::empty({weights.size(0)}, weights.options());
+  if (b.grad.numel() == 0) b.grad_weights.zero_();
+  return b;
+}
+
 }  // namespace goldnas
+

@@ -1,6 +1,8 @@
 """mixed_sum against mixed_sum_ref: values, gradients, half-precision error, registration, bad input."""
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import torch
 
@@ -37,13 +39,17 @@ def _grads(fn, xs, w, g):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("k", KS)
 def test_matches_reference_float32(device, layout, shape, k):
-    gen = torch.Generator().manual_seed(hash((layout, shape, k)) % 2**31)
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((layout, shape, k)).encode()))
     xs, w = _make(shape, k, torch.float32, device, layout, gen)
     g = torch.randn(shape, generator=gen).to(device)
     fused = _grads(mixed_sum, xs, w, g)
     ref = _grads(mixed_sum_ref, xs, w, g)
-    for a, b in zip(fused, ref):
+    for a, b in zip(fused[:-1], ref[:-1]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * max(1.0, b.abs().max().item()))
+    # A gate gradient is a dot product over every element: float32 rounding of either summation order
+    # grows with the sum of the magnitudes of its terms, not with the (possibly cancelling) result.
+    terms = torch.stack([(x.detach().abs() * g.abs()).sum() for x in xs])
+    torch.testing.assert_close(fused[-1], ref[-1], rtol=0, atol=2e-6 * terms.max().item())
 
 
 @pytest.mark.parametrize("device", DEVICES)

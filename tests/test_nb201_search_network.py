@@ -19,13 +19,7 @@ HAS_NODE_SUM = callable(getattr(goldnas_fast.ops, "node_sum", None))
 needs_node_sum = pytest.mark.skipif(not HAS_NODE_SUM, reason="goldnas_fast.ops.node_sum not available yet")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add spin-waiting on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small_net(gate: str = "sigmoid", backend: str = "reference", C: int = 4, N: int = 1, **kw) -> SearchNetwork:

@@ -25,13 +25,7 @@ LOG_KEYS_GOLDNAS = {"epoch", "loss", "accuracy", "lambda", "surviving", "pruned"
                     "stop_reason", "seconds"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription stalls on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from goldnas_fast.search.onelevel import GoldNasSearch, OneLevelConfig
 from goldnas_fast.search.spaces import make_space
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription stalls on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_search(seed: int = 0, resource: str = "log", **gold) -> GoldNasSearch:

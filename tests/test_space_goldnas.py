@@ -20,13 +20,7 @@ HAS_NODE_SUM = callable(getattr(goldnas_fast.ops, "node_sum", None))
 needs_node_sum = pytest.mark.skipif(not HAS_NODE_SUM, reason="goldnas_fast.ops.node_sum not available yet")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription stalls on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small_net(ops=DEFAULT_OPS, backend="reference", **kw) -> GoldNasSearchNetwork:

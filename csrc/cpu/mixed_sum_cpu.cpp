@@ -202,22 +202,14 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> mixed_sum_backward_cpu(const at:
                                                                        bool need_inputs_grad) {
   check_same_tensors("mixed_sum_backward", "inputs", inputs);
   check_weights("mixed_sum_backward", weights, static_cast<int64_t>(inputs.size()), inputs[0]);
-  TORCH_CHECK(grad_out.sizes() == inputs[0].sizes() && grad_out.scalar_type() == inputs[0].scalar_type(),
-              "mixed_sum_backward: grad_out must match inputs[0] in shape and dtype");
-  std::vector<at::Tensor> all(inputs.begin(), inputs.end());
-  all.push_back(grad_out);
-  all = dense_same_layout(all);
-  at::Tensor g = all.back();
-  all.pop_back();
-  std::vector<at::Tensor> grad_xs;
-  if (need_inputs_grad) {
-    for (size_t k = 0; k < all.size(); ++k) grad_xs.push_back(at::empty_strided(g.sizes(), g.strides(), g.options()));
-  }
-  at::Tensor grad_w = at::empty({weights.size(0)}, weights.options());
-  if (g.numel() == 0) {
-    grad_w.zero_();
-    return {grad_xs, grad_w};
-  }
+  const BackwardBuffers buf =
+      backward_buffers("mixed_sum_backward", grad_out, inputs, weights, need_inputs_grad,
+                       [](at::TensorList t) { return dense_same_layout(t); }, [](size_t) { return false; });
+  const at::Tensor& g = buf.grad;
+  const std::vector<at::Tensor>& all = buf.inputs;
+  std::vector<at::Tensor> grad_xs = buf.grad_inputs;
+  at::Tensor grad_w = buf.grad_weights;
+  if (g.numel() == 0) return {grad_xs, grad_w};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mixed_sum_backward_cpu",
                                   [&] { backward_kernel<scalar_t>(g, all, weights, grad_xs, grad_w); });
   return {grad_xs, grad_w};

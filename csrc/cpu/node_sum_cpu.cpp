@@ -377,28 +377,16 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> node_sum_backward_cpu(
     const at::Tensor& grad_out, at::TensorList inputs, at::IntArrayRef sources, at::IntArrayRef kinds,
     at::IntArrayRef gates, const at::Tensor& weights, bool need_inputs_grad) {
   check_node_entries("node_sum_backward", inputs, sources, kinds, gates, weights);
-  TORCH_CHECK(grad_out.sizes() == inputs[0].sizes() && grad_out.scalar_type() == inputs[0].scalar_type(),
-              "node_sum_backward: grad_out must match inputs[0] in shape and dtype");
   const NodeTerms terms = group_node_entries(static_cast<int64_t>(inputs.size()), sources, kinds, gates);
-  std::vector<at::Tensor> all(inputs.begin(), inputs.end());
-  all.push_back(grad_out);
-  all = node_layout(all, terms.pooling);
-  at::Tensor g = all.back();
-  all.pop_back();
-  std::vector<at::Tensor> grad_xs;
-  if (need_inputs_grad) {
-    for (size_t u = 0; u < all.size(); ++u) {
-      at::Tensor gx = at::empty_strided(g.sizes(), g.strides(), g.options());
-      // The kernel writes every element of a used input's gradient; an unused input's stays zero.
-      if (!terms.used(u)) gx.zero_();
-      grad_xs.push_back(gx);
-    }
-  }
-  at::Tensor grad_w = at::empty({weights.size(0)}, weights.options());
-  if (g.numel() == 0) {
-    grad_w.zero_();
-    return {grad_xs, grad_w};
-  }
+  // The kernel writes every element of a used input's gradient; an unused input's stays zero.
+  const BackwardBuffers buf = backward_buffers(
+      "node_sum_backward", grad_out, inputs, weights, need_inputs_grad,
+      [&](at::TensorList t) { return node_layout(t, terms.pooling); }, [&](size_t u) { return !terms.used(u); });
+  const at::Tensor& g = buf.grad;
+  const std::vector<at::Tensor>& all = buf.inputs;
+  std::vector<at::Tensor> grad_xs = buf.grad_inputs;
+  at::Tensor grad_w = buf.grad_weights;
+  if (g.numel() == 0) return {grad_xs, grad_w};
   const Geometry geo = make_geometry(g, terms.pooling);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "node_sum_backward_cpu", [&] {
     backward_kernel<scalar_t>(g, all, terms, weights, geo, grad_xs, grad_w);
