@@ -46,5 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # also the entry of ``torchrun -m goldnas_fast.cli``
+    # Under torchrun, record() hands a failing rank's traceback to the launcher's error summary.
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    sys.exit(record(main)())
