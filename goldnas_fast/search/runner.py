@@ -283,6 +283,9 @@ def _run_supernet(cfg: dict[str, Any], setup: _Supernet, run_dir: RunDir | None,
         step = lambda info: bar.update(info["n"] * ctx.world_size)  # noqa: E731
         if cfg["algo"] == "goldnas":
             lam = algo.controller.lam
+            # Host-side facts only: loss and accuracy would cost a device sync per step; the epoch line has them.
+            bar.set_postfix_str(f"lambda {lam:.2e} | surviving {int(algo.controller.alive.sum())} | "
+                                f"FLOPs {algo.discrete_flops_m():.1f}M", refresh=False)
             stats = algo.train_epoch(loaders[0], lam, progress=step)
             decision = algo.end_epoch()
             arch = space.architecture()
