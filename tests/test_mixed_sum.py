@@ -9,7 +9,7 @@ import torch
 from goldnas_fast.ops import mixed_sum, mixed_sum_ref
 from tests.conftest import DEVICES
 
-SHAPES = [(7,), (3, 5), (2, 3, 5, 7), (4, 16, 32, 32), (1, 1, 1, 1), (5, 3, 1, 9)]
+SHAPES = [(7,), (3, 5), (2, 3, 5, 7), (4, 16, 32, 32), (1, 1, 1, 1), (5, 3, 1, 9), (3, 4099)]  # last: partial block
 KS = [1, 2, 5, 8, 9, 17, 32]
 
 
@@ -158,6 +158,8 @@ def test_bad_input_through_dispatcher_raises_runtime_error():
         torch.ops.goldnas.mixed_sum([torch.randn(3), torch.randn(4)], torch.rand(2))
     with pytest.raises(RuntimeError, match="weights has 3 entries"):
         torch.ops.goldnas.mixed_sum([torch.randn(3)], torch.rand(3))
+    with pytest.raises(RuntimeError, match="weights has 3 entries"):
+        torch.ops.goldnas.mixed_sum_backward(torch.randn(3), [torch.randn(3)], torch.rand(3), True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs two devices")

@@ -178,6 +178,17 @@ def test_lean_recompute_moves_batch_norm_statistics_once(backend):
         torch.testing.assert_close(value, buffers[name], rtol=0, atol=0, msg=name)
     assert all(m.momentum == 0.1 for m in lean.modules() if isinstance(m, nn.BatchNorm2d))
 
+
+def test_lean_cell_compiles_and_matches_eager():
+    cell = make_cell("concat")
+    lean = copy.deepcopy(cell)
+    lean.lean = True
+    lean.compile(backend="aot_eager")  # in place: parameter names stay those of the eager cell
+    xs, w = inputs(), torch.randn(cell.num_pairs)
+    assert_same(run(cell, xs, w), run(lean, xs, w))
+    for name, value in lean.named_buffers():
+        torch.testing.assert_close(value, dict(cell.named_buffers())[name], rtol=0, atol=0, msg=name)
+
 @needs_node_sum
 @pytest.mark.parametrize("output", ["last", "concat"])
 @pytest.mark.parametrize("seed", [None, 7, 8])

@@ -202,6 +202,8 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> mixed_sum_backward_cpu(const at:
                                                                        bool need_inputs_grad) {
   check_same_tensors("mixed_sum_backward", "inputs", inputs);
   check_weights("mixed_sum_backward", weights, static_cast<int64_t>(inputs.size()), inputs[0]);
+  TORCH_CHECK(weights.size(0) == static_cast<int64_t>(inputs.size()), "mixed_sum_backward: weights has ",
+              weights.size(0), " entries but there are ", inputs.size(), " inputs");
   const BackwardBuffers buf =
       backward_buffers("mixed_sum_backward", grad_out, inputs, weights, need_inputs_grad,
                        [](at::TensorList t) { return dense_same_layout(t); }, [](size_t) { return false; });

@@ -6,6 +6,7 @@ can build their own cells from their own operator sets with it.
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -155,33 +156,37 @@ class DAGCell(nn.Module):
                                    "least one input per node")
             sources = [nodes[s] for s in sorted({e.source for e in entries})]
             if self.lean and torch.is_grad_enabled() and self.training:
-                nodes.append(checkpoint(self._node, j, weights, *sources, use_reentrant=False,
-                                        context_fn=self._recompute_context))
+                # Compiled, the recomputation is functional and touches no running statistics (and dynamo
+                # cannot trace a context_fn); eager, it needs the node's BatchNorm statistics frozen.
+                kw = {} if torch.compiler.is_compiling() else {"context_fn": partial(self._recompute_context, j)}
+                nodes.append(checkpoint(self._node, j, weights, *sources, use_reentrant=False, **kw))
             else:
                 nodes.append(self._node(j, weights, *sources))
         if self.output == "last":
             return nodes[-1]
         return torch.cat(nodes[self.num_inputs:], dim=1)
 
-    def _recompute_context(self) -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
-        return contextlib.nullcontext(), self._batch_norm_stats_frozen()
+    def _recompute_context(self, j: int) -> tuple[contextlib.AbstractContextManager,
+                                                   contextlib.AbstractContextManager]:
+        return contextlib.nullcontext(), self._batch_norm_stats_frozen(j)
 
     @contextlib.contextmanager
-    def _batch_norm_stats_frozen(self) -> Iterator[None]:
+    def _batch_norm_stats_frozen(self, j: int) -> Iterator[None]:
         # The backward recomputation must normalize exactly as the forward did (same batch statistics,
         # same saved tensors) without moving the running statistics a second time: a zero momentum keeps
-        # them, and the batch counter is put back afterwards.
-        norms = [m for m in self.candidates.modules()
-                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
-        for m in norms:
+        # them, and without a batch counter BatchNorm neither increments it nor reads it (no device op).
+        norms = {id(m): m for e in self._node_entries[j] for m in self.candidates[e.module].modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats}
+        saved = [(m, m.momentum, m._buffers.get("num_batches_tracked")) for m in norms.values()]
+        for m, _, _ in saved:
             m.momentum = 0.0
+            m._buffers["num_batches_tracked"] = None
         try:
             yield
         finally:
-            for m, (momentum, count) in zip(norms, saved):
+            for m, momentum, count in saved:
                 m.momentum = momentum
-                m.num_batches_tracked.copy_(count)
+                m._buffers["num_batches_tracked"] = count
 
     def _node(self, j: int, weights: torch.Tensor, *sources: torch.Tensor) -> torch.Tensor:
         entries = self._node_entries[j]
