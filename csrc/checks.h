@@ -153,5 +153,22 @@ BackwardBuffers backward_buffers(const char* op, const at::Tensor& grad_out, at:
   return b;
 }
 
+// mixed_sum's backward works on one shared dense layout and writes every input gradient.
+inline BackwardBuffers mixed_sum_backward_buffers(const at::Tensor& grad_out, at::TensorList inputs,
+                                                  const at::Tensor& weights, bool need_inputs_grad) {
+  return backward_buffers(
+      "mixed_sum_backward", grad_out, inputs, weights, need_inputs_grad,
+      [](at::TensorList t) { return dense_same_layout(t); }, [](size_t) { return false; });
+}
+
+// node_sum's kernel writes every element of a used input's gradient; an unused input's stays zero.
+inline BackwardBuffers node_sum_backward_buffers(const at::Tensor& grad_out, at::TensorList inputs,
+                                                 const at::Tensor& weights, bool need_inputs_grad,
+                                                 const NodeTerms& terms) {
+  return backward_buffers(
+      "node_sum_backward", grad_out, inputs, weights, need_inputs_grad,
+      [&](at::TensorList t) { return node_layout(t, terms.pooling); }, [&](size_t u) { return !terms.used(u); });
+}
+
 }  // namespace goldnas
 

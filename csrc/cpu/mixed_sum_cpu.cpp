@@ -204,13 +204,8 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> mixed_sum_backward_cpu(const at:
   check_weights("mixed_sum_backward", weights, static_cast<int64_t>(inputs.size()), inputs[0]);
   TORCH_CHECK(weights.size(0) == static_cast<int64_t>(inputs.size()), "mixed_sum_backward: weights has ",
               weights.size(0), " entries but there are ", inputs.size(), " inputs");
-  const BackwardBuffers buf =
-      backward_buffers("mixed_sum_backward", grad_out, inputs, weights, need_inputs_grad,
-                       [](at::TensorList t) { return dense_same_layout(t); }, [](size_t) { return false; });
-  const at::Tensor& g = buf.grad;
-  const std::vector<at::Tensor>& all = buf.inputs;
-  std::vector<at::Tensor> grad_xs = buf.grad_inputs;
-  at::Tensor grad_w = buf.grad_weights;
+  BackwardBuffers buf = mixed_sum_backward_buffers(grad_out, inputs, weights, need_inputs_grad);
+  auto& [g, all, grad_xs, grad_w] = buf;
   if (g.numel() == 0) return {grad_xs, grad_w};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mixed_sum_backward_cpu",
                                   [&] { backward_kernel<scalar_t>(g, all, weights, grad_xs, grad_w); });

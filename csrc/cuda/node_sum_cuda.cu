@@ -334,14 +334,8 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> node_sum_backward_cuda(
   check_node_entries("node_sum_backward", inputs, sources, kinds, gates, weights);
   const c10::cuda::CUDAGuard guard(inputs[0].device());
   const NodeTerms terms = group_node_entries(static_cast<int64_t>(inputs.size()), sources, kinds, gates);
-  // The kernel writes every element of a used input's gradient; an unused input's stays zero.
-  const BackwardBuffers buf = backward_buffers(
-      "node_sum_backward", grad_out, inputs, weights, need_inputs_grad,
-      [&](at::TensorList t) { return node_layout(t, terms.pooling); }, [&](size_t u) { return !terms.used(u); });
-  const at::Tensor& g = buf.grad;
-  const std::vector<at::Tensor>& all = buf.inputs;
-  std::vector<at::Tensor> grad_xs = buf.grad_inputs;
-  at::Tensor grad_w = buf.grad_weights;
+  BackwardBuffers buf = node_sum_backward_buffers(grad_out, inputs, weights, need_inputs_grad, terms);
+  auto& [g, all, grad_xs, grad_w] = buf;
   if (g.numel() == 0) return {grad_xs, grad_w};
   const Geometry geo = make_geometry(g, terms.pooling);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "node_sum_backward_cuda", [&] {
