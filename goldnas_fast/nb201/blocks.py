@@ -35,6 +35,10 @@ class ReLUConvBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
 
+    def as_sequential(self) -> nn.Sequential:
+        """The Sequential this block runs (lets a fused cell share its leading ReLU)."""
+        return self.op
+
 
 class Zero(nn.Module):
     """The ``none`` op: ``x * 0`` (zeros of ``x``'s shape that stay in the autograd graph)."""

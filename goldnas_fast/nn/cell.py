@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from goldnas_fast.nn.primitives import fused_kind
+from goldnas_fast.nn.relu_body import relu_body, run_body
 from goldnas_fast.ops.node_sum import Kind
 
 __all__ = ["Edge", "DAGCell", "BACKENDS"]
@@ -49,7 +50,9 @@ class DAGCell(nn.Module):
     ``backend='fused'`` evaluates each node with one :func:`goldnas_fast.ops.node_sum` call: parameter-free
     primitives (:class:`~goldnas_fast.nn.Identity`, :class:`~goldnas_fast.nn.AvgPool3x3`,
     :class:`~goldnas_fast.nn.MaxPool3x3`) are applied inside the kernel and store nothing for backward;
-    other operators run as modules and their outputs enter as identity entries. ``backend='reference'``
+    other operators run as modules and their outputs enter as identity entries; operators that begin
+    with a ReLU (:func:`~goldnas_fast.nn.relu_body`) share one ReLU per source node, and their non-affine
+    BatchNorms save their output, which ``node_sum`` keeps anyway, instead of their input. ``backend='reference'``
     is the eager DARTS-style ``sum(w * op(x))``. Both skip pruned pairs, so pruning removes their cost.
 
     ``lean=True`` keeps only the node tensors for backward and recomputes every surviving operator in
@@ -149,6 +152,7 @@ class DAGCell(nn.Module):
             raise ValueError(f"DAGCell: weights must be 1-D with {self.num_pairs} entries (one per pair), "
                              f"got shape {tuple(weights.shape)}")
         nodes = list(inputs)
+        relus: dict[int, torch.Tensor] = {}  # ReLU of a source node, shared by its ReLU-led operators
         for j in range(self.num_inputs, self.num_nodes):
             entries = self._node_entries[j]
             if not entries:
@@ -161,7 +165,7 @@ class DAGCell(nn.Module):
                 kw = {} if torch.compiler.is_compiling() else {"context_fn": partial(self._recompute_context, j)}
                 nodes.append(checkpoint(self._node, j, weights, *sources, use_reentrant=False, **kw))
             else:
-                nodes.append(self._node(j, weights, *sources))
+                nodes.append(self._node(j, weights, *sources, relus=relus))
         if self.output == "last":
             return nodes[-1]
         return torch.cat(nodes[self.num_inputs:], dim=1)
@@ -188,7 +192,8 @@ class DAGCell(nn.Module):
                 m.momentum = momentum
                 m._buffers["num_batches_tracked"] = count
 
-    def _node(self, j: int, weights: torch.Tensor, *sources: torch.Tensor) -> torch.Tensor:
+    def _node(self, j: int, weights: torch.Tensor, *sources: torch.Tensor,
+              relus: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         entries = self._node_entries[j]
         by_source = dict(zip(sorted({e.source for e in entries}), sources))
         if self._backend == "reference":
@@ -199,11 +204,19 @@ class DAGCell(nn.Module):
             return out
         from goldnas_fast.ops import node_sum  # the fused op lives in the compiled extension
 
+        relus = {} if relus is None else relus
         tensors, kinds, gates = [], [], []
         for e in entries:
             x = by_source[e.source]
             if e.kind is None:
-                tensors.append(self.candidates[e.module](x))
+                op = self.candidates[e.module]
+                body = relu_body(op)
+                if body is None:
+                    tensors.append(op(x))
+                else:
+                    if e.source not in relus:
+                        relus[e.source] = torch.relu(x)
+                    tensors.append(run_body(body, relus[e.source]))
                 kinds.append(Kind.IDENTITY)
             else:
                 tensors.append(x)
