@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, markdown_table, time_ms  # noqa: E402
+from common import compare_ms, environment, markdown_table, time_ms  # noqa: E402
 
 from goldnas_fast.ops import mixed_sum, mixed_sum_ref  # noqa: E402
 
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     args = parser.parse_args()
     device, dtype = args.device, getattr(torch, args.dtype)
-    run_time = 0.3 if args.quick else 1.0
+    run_time = 0.6 if args.quick else 3.0  # per case, shared by the interleaved modes
     shapes = [(64, 16, 32, 32), (64, 32, 32, 32), (64, 64, 32, 32)]
     ks = [2, 5, 8]
     cases = [(s, k) for s in shapes for k in ks] + [((256, 64, 64, 64), 5)]
@@ -58,14 +58,11 @@ def main() -> None:
         # correctness first: the fused result must match the reference before it is timed
         for a, b in zip(step(mixed_sum, xs, w, g), step(mixed_sum_ref, xs, w, g)):
             torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2 * b.abs().max().item())
-        t_fused = time_ms(lambda: step(mixed_sum, xs, w, g), device, run_time)
-        t_eager = time_ms(lambda: step(eager, xs, w, g), device, run_time)
-        t_comp = float("nan")
+        fns = {"fused": lambda: step(mixed_sum, xs, w, g), "eager": lambda: step(eager, xs, w, g)}
         if compiled is not None:
-            try:
-                t_comp = time_ms(lambda: step(compiled, xs, w, g), device, run_time)
-            except Exception as exc:  # report, do not hide, a compile failure
-                print(f"torch.compile failed for {shape} K={k}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            fns["compile"] = lambda: step(compiled, xs, w, g)
+        times = compare_ms(fns, device, run_time)
+        t_fused, t_eager, t_comp = times["fused"], times["eager"], times.get("compile", float("nan"))
         n = xs[0].numel()
         moved = (3 * k + 2) * n * xs[0].element_size()  # fwd: K reads + 1 write; bwd: K+1 reads + K writes
         row = [f"{tuple(shape)}", k, t_fused, t_eager, t_comp, t_eager / t_fused, t_comp / t_fused]

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, markdown_table, time_ms  # noqa: E402
+from common import compare_ms, environment, markdown_table  # noqa: E402
 
 from goldnas_fast.ops import Kind, node_sum, node_sum_ref  # noqa: E402
 
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     args = parser.parse_args()
     device, dtype = args.device, getattr(torch, args.dtype)
-    run_time = 0.3 if args.quick else 1.0
+    run_time = 0.6 if args.quick else 3.0  # per case, shared by the interleaved modes
     cases = [((64, 16, 32, 32), Kind.AVG_POOL_3X3), ((64, 16, 32, 32), Kind.MAX_POOL_3X3),
              ((64, 64, 16, 16), Kind.AVG_POOL_3X3)]
     if args.quick:
@@ -72,14 +72,12 @@ def main() -> None:
         for a, b in zip(step(node_sum, leaves, tensors, kinds, gates, w, g),
                         step(node_sum_ref, leaves, tensors, kinds, gates, w, g)):
             torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2 * b.abs().max().item())
-        t_fused = time_ms(lambda: step(node_sum, leaves, tensors, kinds, gates, w, g), device, run_time)
-        t_eager = time_ms(lambda: step(node_sum_ref, leaves, tensors, kinds, gates, w, g), device, run_time)
-        t_comp = float("nan")
+        fns = {"fused": lambda: step(node_sum, leaves, tensors, kinds, gates, w, g),
+               "eager": lambda: step(node_sum_ref, leaves, tensors, kinds, gates, w, g)}
         if compiled is not None:
-            try:
-                t_comp = time_ms(lambda: step(compiled, leaves, tensors, kinds, gates, w, g), device, run_time)
-            except Exception as exc:  # report, do not hide, a compile failure
-                print(f"torch.compile failed for {shape} {pool.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            fns["compile"] = lambda: step(compiled, leaves, tensors, kinds, gates, w, g)
+        times = compare_ms(fns, device, run_time)
+        t_fused, t_eager, t_comp = times["fused"], times["eager"], times.get("compile", float("nan"))
         fused_saved, fused_extra = saved_bytes(node_sum, leaves, tensors, kinds, gates, w)
         ref_saved, ref_extra = saved_bytes(node_sum_ref, leaves, tensors, kinds, gates, w)
         mib = 2.0**20

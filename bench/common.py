@@ -25,6 +25,47 @@ def time_ms(fn: Callable[[], object], device: str, min_run_time: float = 1.0) ->
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
+def compare_ms(fns: dict[str, Callable[[], object]], device: str, min_run_time: float = 1.0,
+               rounds: int = 9) -> dict[str, float]:
+    """Median milliseconds per call of each function, measured interleaved.
+
+    Each round times a short block of calls of every function in turn (the order rotating from round to
+    round), so that load from other processes on a shared machine falls on all of them alike; the result
+    per function is the median over rounds of its per-call block time. A function that raises is reported
+    as NaN with its error printed, not hidden.
+    """
+    import statistics
+    import sys
+    import time
+
+    live: dict[str, Callable[[], object]] = {}
+    per_call: dict[str, float] = {}
+    for name, fn in fns.items():
+        try:
+            for _ in range(3):  # first calls pay for thread-pool start-up, allocator growth and page faults
+                fn()
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            per_call[name] = max(time.perf_counter() - t0, 1e-6)
+            live[name] = fn
+        except Exception as exc:  # noqa: BLE001
+            print(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    calls = {name: max(1, int(min_run_time / rounds / per_call[name])) for name in live}
+    samples: dict[str, list[float]] = {name: [] for name in live}
+    names = list(live)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)] if names else []:
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(calls[name]):
+                live[name]()
+            sync(device)
+            samples[name].append((time.perf_counter() - t0) / calls[name])
+    return {name: 1e3 * statistics.median(samples[name]) if name in live else float("nan") for name in fns}
+
+
 def environment(device: str) -> str:
     """One line naming the device, date and versions, for BENCHMARKS.md."""
     if device.startswith("cuda"):
