@@ -2,6 +2,7 @@
 
 Usage: python bench/bench_supernet.py [--device cpu|cuda] [--batch 64] [--C 16] [--N 5] [--steps 5]
                                       [--fractions 1 0.5 0.25] [--modes reference fused compile] [--json OUT]
+                                      [--channels-last]
 
 One step = forward (sigmoid gates, GOLD-NAS on NB201), cross-entropy, backward, then SGD steps (momentum
 0.9) for the weights and for the gates, ``zero_grad(set_to_none=True)``. Every configuration builds the
@@ -69,12 +70,13 @@ def build(mode: str, fraction: float, args: argparse.Namespace):
     backend = "fused" if mode.startswith("fused") else "reference"
     net = SearchNetwork(C=args.C, N=args.N, gate="sigmoid", backend=backend, lean=mode.endswith("+lean"))
     net.set_alive(survival_mask(net.pairs, fraction, args.seed))
-    net = net.to(args.device).train()
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    net = net.to(args.device, memory_format=fmt).train()
     opt_w = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
     opt_a = torch.optim.SGD(net.arch_parameters(), lr=0.1, momentum=0.9)
     module = torch.compile(net) if mode == "compile" else net
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(args.batch, 3, 32, 32, generator=gen).to(args.device)
+    x = torch.randn(args.batch, 3, 32, 32, generator=gen).to(args.device, memory_format=fmt)
     y = torch.randint(0, 10, (args.batch,), generator=gen).to(args.device)
 
     def step() -> None:
@@ -192,6 +194,8 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25])
     parser.add_argument("--modes", nargs="+", default=["reference", "fused", "compile"], choices=MODES)
     parser.add_argument("--seed", type=int, default=0, help="seed of the pruning masks")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="network and input in channels_last (NHWC) memory format, for every mode")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per mode at 100%%")
     parser.add_argument("--json", type=Path, default=None, help="write the rows and the environment here")
@@ -200,7 +204,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
     env = environment(args.device)
-    print(f"NB201 supernet step, C = {args.C}, N = {args.N}, batch {args.batch}, 32x32, sigmoid gates | {env}",
+    layout = "channels_last" if args.channels_last else "NCHW"
+    print(f"NB201 supernet step, C = {args.C}, N = {args.N}, batch {args.batch}, 32x32, {layout}, "
+          f"sigmoid gates | {env}",
           flush=True)
     rows = []
     for fraction in args.fractions:
