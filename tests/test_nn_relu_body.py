@@ -65,6 +65,27 @@ def test_saves_output_only_where_it_is_exact():
         output_saving_batch_norm(nn.BatchNorm2d(4, affine=False), torch.randn(2, 4))
 
 
+def test_output_saving_batch_norm_refuses_what_it_cannot_do():
+    bn = nn.BatchNorm2d(3, affine=False, track_running_stats=False).double()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(output_saving_batch_norm(bn, x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|double backward|twice"):
+        gx.sum().backward()  # would be silently wrong (invstd saved as a constant), so it must raise
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        output_saving_batch_norm(nn.BatchNorm2d(3, affine=False), torch.randn(1, 3, 1, 1))
+    backward_hooked = nn.BatchNorm2d(3, affine=False)
+    backward_hooked.register_full_backward_hook(lambda *a: None)
+    assert not saves_output(backward_hooked)
+    seen = []
+
+    def f(t):
+        seen.append(saves_output(bn))
+        return t.sum()
+
+    torch.func.grad(f)(torch.randn(3))
+    assert seen == [False] and saves_output(bn)
+
+
 # ----------------------------------------------------------------------------- relu_body
 def test_relu_body_finds_the_layers_after_a_leading_relu():
     nb201 = ReLUConvBN(4, 4, 3, 1, 1, affine=False)
@@ -85,6 +106,11 @@ def test_relu_body_finds_the_layers_after_a_leading_relu():
     hooked = nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 1))
     hooked[0].register_forward_pre_hook(lambda *a: None)
     assert relu_body(hooked) is None
+    backward_hooked = nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 1))
+    backward_hooked.register_full_backward_hook(lambda *a: None)
+    assert relu_body(backward_hooked) is None
+    assert relu_body(nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(4, 4, 1))) is None
+    assert relu_body(nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 1), nn.ReLU(inplace=True))) is None
 
 
 def test_run_body_equals_the_module():
@@ -180,3 +206,28 @@ def test_fused_cell_with_shared_relu_compiles():
     compiled.compile(backend="aot_eager", fullgraph=True)
     x, w = torch.randn(B, C, H, H), torch.rand(24)
     torch.testing.assert_close(compiled([x], w), eager([x], w), rtol=1e-5, atol=1e-5)
+
+
+@needs_node_sum
+def test_fused_cell_keeps_in_place_and_inner_batch_norm_operators_exact():
+    # an in-place ReLU after an inner BN must not hit a saved output; such operators run as modules
+    def ops():
+        return (("inplace", nn.Sequential(nn.ReLU(), nn.Conv2d(C, C, 3, padding=1), nn.BatchNorm2d(C, affine=False),
+                                          nn.ReLU(inplace=True), nn.Conv2d(C, C, 1))),
+                ("sep", SepConv(C, C, 3, 1, 1, affine=False)), ("skip", Identity()))
+
+    torch.manual_seed(0)
+    ref = DAGCell(1, [Edge(s, t, ops()) for t in (1, 2) for s in range(t)], backend="reference")
+    fused = copy.deepcopy(ref)
+    fused.backend = "fused"
+    x, w = torch.randn(B, C, H, H), torch.rand(ref.num_pairs)
+    results = []
+    for cell in (ref, fused):
+        xi = x.clone().requires_grad_()
+        out = cell([xi], w)
+        out.square().sum().backward()
+        results.append((out, xi.grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-4)
+    for name, value in ref.named_buffers():
+        torch.testing.assert_close(dict(fused.named_buffers())[name], value, msg=name)

@@ -165,7 +165,8 @@ class DAGCell(nn.Module):
                 kw = {} if torch.compiler.is_compiling() else {"context_fn": partial(self._recompute_context, j)}
                 nodes.append(checkpoint(self._node, j, weights, *sources, use_reentrant=False, **kw))
             else:
-                nodes.append(self._node(j, weights, *sources, relus=relus))
+                # without autograd, sharing across nodes would only keep ReLU outputs alive longer
+                nodes.append(self._node(j, weights, *sources, relus=relus if torch.is_grad_enabled() else None))
         if self.output == "last":
             return nodes[-1]
         return torch.cat(nodes[self.num_inputs:], dim=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["output_saving_batch_norm", "saves_output"]
+__all__ = ["output_saving_batch_norm", "saves_output", "has_hooks"]
 
 _PLAIN_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -25,6 +25,7 @@ class _OutputSavingBatchNorm(torch.autograd.Function):
         return y
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # invstd is saved as a constant: no double backward
     def backward(ctx, grad: torch.Tensor):
         y, invstd = ctx.saved_tensors
         grad_x, _, _ = torch.ops.aten.native_batch_norm_backward(
@@ -38,12 +39,27 @@ def saves_output(module: nn.Module) -> bool:
 
     True for a plain ``BatchNorm{1,2,3}d`` without affine parameters, without hooks, that normalizes with
     batch statistics (training mode, or no running statistics), outside ``torch.compile`` (which plans
-    its own saved tensors).
+    its own saved tensors) and ``torch.func`` transforms. Its backward is not differentiable again
+    (double backward raises).
     """
     return (type(module) in _PLAIN_BATCH_NORMS and not module.affine
             and (module.training or not module.track_running_stats)
-            and not (module._forward_hooks or module._forward_pre_hooks)
-            and not torch.compiler.is_compiling())
+            and not has_hooks(module) and not torch.compiler.is_compiling() and not _functorch_active())
+
+
+def has_hooks(module: nn.Module) -> bool:
+    """Whether a forward or backward hook (the module's own or a global one) would see ``module`` run."""
+    from torch.nn.modules import module as m
+
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks or m._global_forward_hooks or m._global_forward_pre_hooks
+                or m._global_backward_hooks or m._global_backward_pre_hooks)
+
+
+def _functorch_active() -> bool:
+    # torch.func transforms (grad, vmap, jvp) need setup_context/jvp, which this Function does not have.
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def output_saving_batch_norm(module: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +68,8 @@ def output_saving_batch_norm(module: nn.BatchNorm2d, x: torch.Tensor) -> torch.T
     Running statistics and the batch counter move exactly as ``module(x)`` moves them.
     """
     module._check_input_dim(x)
+    if module.training:
+        torch.nn.functional._verify_batch_size(x.size())  # one value per channel: the error nn.BatchNorm raises
     momentum = 0.0 if module.momentum is None else module.momentum
     if module.training and module.track_running_stats and module.num_batches_tracked is not None:
         module.num_batches_tracked.add_(1)
