@@ -105,13 +105,19 @@ inline NodeTerms group_node_entries(int64_t num_inputs, c10::IntArrayRef sources
   return t;
 }
 
-// Pooling walks (n, c) planes, so it needs NCHW-contiguous tensors; identity-only nodes take any shared
-// dense layout as a flat array.
+// Pooling walks planes of H x W pixels: NCHW-contiguous tensors one channel per plane, channels_last ones
+// all channels interleaved. The first tensor picks the layout (channels_last when it is channels_last-
+// but not NCHW-contiguous), the others follow it (a copy where they differ). Identity-only nodes take
+// any shared dense layout as a flat array.
 inline std::vector<at::Tensor> node_layout(at::TensorList tensors, bool pooling) {
   if (!pooling) return dense_same_layout(tensors);
+  const at::Tensor& first = tensors[0];
+  const at::MemoryFormat format = first.is_contiguous(at::MemoryFormat::ChannelsLast) && !first.is_contiguous()
+                                      ? at::MemoryFormat::ChannelsLast
+                                      : at::MemoryFormat::Contiguous;
   std::vector<at::Tensor> out;
   out.reserve(tensors.size());
-  for (const auto& t : tensors) out.push_back(t.contiguous());
+  for (const auto& t : tensors) out.push_back(t.contiguous(format));
   return out;
 }
 

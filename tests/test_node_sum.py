@@ -65,6 +65,59 @@ def test_matches_reference_float32(device, layout, spatial, seed):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(2, 16, 7, 9), (3, 5, 1, 4), (2, 9, 4, 1), (1, 12, 2, 2), (2, 1, 5, 5),
+                                   (2, 24, 1, 1)])
+@pytest.mark.parametrize("seed", range(3))
+def test_channels_last_equals_nchw_and_keeps_layout(device, shape, seed):
+    # Pooling over channels_last planes (all channels interleaved) must give, element by element, the
+    # sums of the NCHW path in the same order, hence the same float64 bits, and keep the layout. (The
+    # gate gradient's dot products are split into other tasks, so it only matches to rounding.)
+    xs, tensors, kinds, gates, w = _random_node(seed, shape, torch.float64, device)
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(device)
+    nchw = _grads(node_sum, xs, tensors, kinds, gates, w, g)
+    cl_xs = [x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(x.requires_grad) for x in xs]
+    cl_tensors = [cl_xs[next(j for j, x in enumerate(xs) if x is t)] for t in tensors]
+    cl = _grads(node_sum, cl_xs, cl_tensors, kinds, gates, w, g.contiguous(memory_format=torch.channels_last))
+    ref = _grads(node_sum_ref, xs, tensors, kinds, gates, w, g)
+    _assert_close(cl, ref, rtol=1e-12)
+    for a, b in zip(cl[:-1], nchw[:-1]):
+        assert torch.equal(a, b)
+    pooled = any(k != Kind.IDENTITY for k in kinds)
+    if shape[1] > 1 and shape[2] * shape[3] > 1:
+        for t in cl[:-1]:
+            assert t.is_contiguous(memory_format=torch.channels_last) and (not pooled or not t.is_contiguous())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mixed_layouts_follow_the_first_input(device):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 8, 6, 5, generator=gen, dtype=torch.float64).to(device)
+    y = torch.randn(2, 8, 6, 5, generator=gen, dtype=torch.float64).to(device)
+    g = torch.randn(2, 8, 6, 5, generator=gen, dtype=torch.float64).to(device)
+    kinds, gates = [Kind.MAX_POOL_3X3, Kind.AVG_POOL_3X3, Kind.IDENTITY], [0, 1, 2]
+    w = torch.rand(3, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+    for first_cl in (True, False):
+        a = (x.contiguous(memory_format=torch.channels_last) if first_cl else x).requires_grad_()
+        b = (y if first_cl else y.contiguous(memory_format=torch.channels_last)).requires_grad_()
+        out = node_sum([a, b, a], kinds, gates, w)
+        assert out.is_contiguous(memory_format=torch.channels_last) == first_cl
+        fused = (out, *torch.autograd.grad(out, [a, b, w], g))
+        ref = _grads(node_sum_ref, [a, b], [a, b, a], kinds, gates, w, g)
+        _assert_close(fused, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_max_pool_ties_follow_pytorch_channels_last(device):
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randint(0, 3, (2, 16, 9, 7), generator=gen).to(device, torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.tensor([0.7, 1.3], dtype=torch.float64, device=device, requires_grad=True)
+    args = ([x, x], [Kind.MAX_POOL_3X3, Kind.AVG_POOL_3X3], [0, 1])
+    g = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(device)
+    _assert_close(_grads(node_sum, [x], *args, w, g), _grads(node_sum_ref, [x], *args, w, g), rtol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4, 5), (4, 1, 1, 1)])
 def test_identity_only_any_rank(device, shape):
     xs, tensors, kinds, gates, w = _random_node(len(shape), shape, torch.float64, device, kinds=[Kind.IDENTITY])
@@ -218,6 +271,7 @@ def test_opcheck(device):
         ([x, y], [0, 0, 0, 1, 1], [0, 1, 2, 2, 0], [0, 1, 2, 1, 4]),
         ([x, y], [0, 1, 1], [0, 0, 0], [3, 3, 0]),
         ([x.contiguous(memory_format=torch.channels_last)], [0], [1], [2]),
+        ([x.contiguous(memory_format=torch.channels_last), y], [0, 1, 0], [2, 1, 0], [2, 0, 1]),
         ([torch.randn(3, 4, device=device, requires_grad=True)], [0, 0], [0, 0], [1, 0]),
     ]
     for inputs, sources, kinds, gates in samples:

@@ -26,27 +26,35 @@ namespace {
 constexpr int64_t kTaskElems = 4096;
 constexpr int kLanes = 8;
 
-// Planes of H x W elements; identity-only nodes use chunks of kTaskElems (H = 1) regardless of rank.
+// A plane is H x W pixels of C interleaved channels: element (h, w, c) at (h * W + w) * C + c. NCHW
+// tensors are planes of one channel (C = 1, one plane per (n, c)); channels_last tensors are planes of
+// all their channels (one plane per image), so neither needs a copy. Identity-only nodes use chunks of
+// kTaskElems (H = C = 1) regardless of rank.
+struct Plane {
+  int64_t H, W, C;
+  int64_t row() const { return W * C; }
+  int64_t size() const { return H * W * C; }
+};
+
 struct Geometry {
-  int64_t n;       // elements in all
-  int64_t H, W;    // plane shape
-  int64_t plane;   // H * W
+  int64_t n;  // elements in all
+  Plane shape;
+  int64_t plane;   // elements of one plane
   int64_t planes;  // ceil(n / plane)
   int64_t per_task;
   int64_t tasks;
 };
 
+// Pooling tensors come from node_layout: NCHW-contiguous, or channels_last-contiguous when not NCHW.
 Geometry make_geometry(const at::Tensor& x, bool pooling) {
   Geometry g{};
   g.n = x.numel();
   if (pooling) {
-    g.H = x.size(2);
-    g.W = x.size(3);
+    g.shape = {x.size(2), x.size(3), x.is_contiguous() ? 1 : x.size(1)};
   } else {
-    g.H = 1;
-    g.W = std::min(kTaskElems, g.n);
+    g.shape = {1, std::min(kTaskElems, g.n), 1};
   }
-  g.plane = g.H * g.W;
+  g.plane = g.shape.size();
   g.planes = (g.n + g.plane - 1) / g.plane;
   g.per_task = std::max<int64_t>(1, kTaskElems / g.plane);
   g.tasks = (g.planes + g.per_task - 1) / g.per_task;
@@ -58,47 +66,64 @@ inline int64_t window_count(int64_t h, int64_t w, int64_t H, int64_t W) {
          (std::min(w + 1, W - 1) - std::max<int64_t>(w - 1, 0) + 1);
 }
 
-// out[p] = sum of the valid entries of in over the 3x3 window at p, added in row-major window order
-// (the order of PyTorch's avg_pool2d, so results match it bit for bit in the interior).
-template <typename in_t, typename acc_t>
-void box_sum_plane(const in_t* in, int64_t H, int64_t W, acc_t* out) {
-  auto v = [&](int64_t i) { return static_cast<acc_t>(in[i]); };
-  for (int64_t h = 0; h < H; ++h) {
-    const bool inner_row = h > 0 && h + 1 < H;
-    for (int64_t w = 0; w < W; ++w) {
-      if (inner_row && w > 0 && w + 1 < W) {
-        // Interior run: no bounds checks, so the compiler can vectorize it.
-        const int64_t end = (h * W) + W - 1;
-        for (int64_t i = h * W + w; i < end; ++i) {
-          out[i] = v(i - W - 1) + v(i - W) + v(i - W + 1) + v(i - 1) + v(i) + v(i + 1) + v(i + W - 1) +
-                   v(i + W) + v(i + W + 1);
-        }
-        w = W - 2;
-        continue;
-      }
-      acc_t s = 0;
-      for (int64_t ih = std::max<int64_t>(h - 1, 0); ih <= std::min(h + 1, H - 1); ++ih) {
-        for (int64_t iw = std::max<int64_t>(w - 1, 0); iw <= std::min(w + 1, W - 1); ++iw) s += v(ih * W + iw);
-      }
-      out[h * W + w] = s;
+// Calls edge(h, w) for every pixel whose 3x3 window is cut by the plane's border and interior(h, begin,
+// end) for the element range [begin, end) of row h whose windows lie inside: there the neighbours sit
+// at fixed offsets, so those loops run without bounds checks and vectorize.
+template <typename Edge, typename Interior>
+void for_each_pixel_run(const Plane& P, Edge edge, Interior interior) {
+  for (int64_t h = 0; h < P.H; ++h) {
+    if (h == 0 || h + 1 == P.H || P.W < 3) {
+      for (int64_t w = 0; w < P.W; ++w) edge(h, w);
+      continue;
     }
+    edge(h, 0);
+    interior(h, (h * P.W + 1) * P.C, (h * P.W + P.W - 1) * P.C);
+    edge(h, P.W - 1);
   }
 }
 
-// Window sizes of a plane, 1 to 9; computed once per task and shared by its planes.
+// out[p] = sum of the valid entries of in over the 3x3 window at p, added in row-major window order
+// (the order of PyTorch's avg_pool2d, so results match it bit for bit in the interior).
+template <typename in_t, typename acc_t>
+void box_sum_plane(const in_t* in, const Plane& P, acc_t* out) {
+  const int64_t C = P.C, R = P.row();
+  auto v = [&](int64_t i) { return static_cast<acc_t>(in[i]); };
+  for_each_pixel_run(
+      P,
+      [&](int64_t h, int64_t w) {
+        acc_t* o = out + (h * P.W + w) * C;
+        std::fill(o, o + C, acc_t(0));
+        for (int64_t ih = std::max<int64_t>(h - 1, 0); ih <= std::min(h + 1, P.H - 1); ++ih) {
+          for (int64_t iw = std::max<int64_t>(w - 1, 0); iw <= std::min(w + 1, P.W - 1); ++iw) {
+            const in_t* x = in + (ih * P.W + iw) * C;
+            for (int64_t c = 0; c < C; ++c) o[c] += static_cast<acc_t>(x[c]);
+          }
+        }
+      },
+      [&](int64_t, int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          out[i] = v(i - R - C) + v(i - R) + v(i - R + C) + v(i - C) + v(i) + v(i + C) + v(i + R - C) + v(i + R) +
+                   v(i + R + C);
+        }
+      });
+}
+
+// Window sizes of a plane's elements, 1 to 9; computed once per task and shared by its planes.
 template <typename acc_t>
-std::vector<acc_t> window_counts(int64_t H, int64_t W) {
-  std::vector<acc_t> cnt(static_cast<size_t>(H * W));
-  for (int64_t h = 0; h < H; ++h) {
-    for (int64_t w = 0; w < W; ++w) cnt[h * W + w] = static_cast<acc_t>(window_count(h, w, H, W));
+std::vector<acc_t> window_counts(const Plane& P) {
+  std::vector<acc_t> cnt(static_cast<size_t>(P.size()));
+  for (int64_t h = 0; h < P.H; ++h) {
+    for (int64_t w = 0; w < P.W; ++w) {
+      std::fill_n(cnt.begin() + (h * P.W + w) * P.C, P.C, static_cast<acc_t>(window_count(h, w, P.H, P.W)));
+    }
   }
   return cnt;
 }
 
 template <typename scalar_t, typename acc_t>
-void avg_pool_plane(const scalar_t* x, int64_t H, int64_t W, const acc_t* cnt, acc_t* out) {
-  box_sum_plane(x, H, W, out);
-  for (int64_t i = 0; i < H * W; ++i) out[i] /= cnt[i];
+void avg_pool_plane(const scalar_t* x, const Plane& P, const acc_t* cnt, acc_t* out) {
+  box_sum_plane(x, P, out);
+  for (int64_t i = 0; i < P.size(); ++i) out[i] /= cnt[i];
 }
 
 template <typename acc_t>
@@ -139,51 +164,53 @@ struct MaxScratch {
 // lands on the same position as the row-major scan. Starting a scan at its first element equals starting
 // at -inf with the first position. The CUDA kernel scans each window directly with the same rule.
 template <bool kArg, typename scalar_t, typename acc_t>
-void max_pool_plane(const scalar_t* x, int64_t H, int64_t W, acc_t* out, acc_t* code, MaxScratch<acc_t>& s) {
+void max_pool_plane(const scalar_t* x, const Plane& P, acc_t* out, acc_t* code, MaxScratch<acc_t>& s) {
+  const int64_t C = P.C, R = P.row();
   acc_t* rm = s.row_max.data();
   acc_t* rc = s.row_code.data();
-  for (int64_t h = 0; h < H; ++h) {
-    const scalar_t* xr = x + h * W;
-    acc_t* __restrict__ m_out = rm + h * W;
-    acc_t* __restrict__ c_out = rc + h * W;
-    for (int64_t w = 0; w < W; ++w) {
-      if (w == 1 && W >= 3) {
-        // Interior run: fixed 3-element segments, branch-free.
-        for (int64_t j = 1; j < W - 1; ++j) {
-          acc_t m = static_cast<acc_t>(xr[j - 1]), c = 0;
-          take_max(static_cast<acc_t>(xr[j]), acc_t(1), m, c);
-          take_max(static_cast<acc_t>(xr[j + 1]), acc_t(2), m, c);
-          m_out[j] = m;
-          if (kArg) c_out[j] = c;
+  for_each_pixel_run(
+      P,
+      [&](int64_t h, int64_t w) {
+        const int64_t w0 = std::max<int64_t>(w - 1, 0), w1 = std::min(w + 1, P.W - 1);
+        const scalar_t* xr = x + h * R;
+        const int64_t o = (h * P.W + w) * C;
+        for (int64_t c = 0; c < C; ++c) {
+          acc_t m = static_cast<acc_t>(xr[w0 * C + c]), k = static_cast<acc_t>(w0 - w + 1);
+          for (int64_t iw = w0 + 1; iw <= w1; ++iw) {
+            take_max(static_cast<acc_t>(xr[iw * C + c]), static_cast<acc_t>(iw - w + 1), m, k);
+          }
+          rm[o + c] = m;
+          if (kArg) rc[o + c] = k;
         }
-        w = W - 2;
-        continue;
-      }
-      const int64_t w0 = std::max<int64_t>(w - 1, 0), w1 = std::min(w + 1, W - 1);
-      acc_t m = static_cast<acc_t>(xr[w0]), c = static_cast<acc_t>(w0 - w + 1);
-      for (int64_t iw = w0 + 1; iw <= w1; ++iw) take_max(static_cast<acc_t>(xr[iw]), static_cast<acc_t>(iw - w + 1), m, c);
-      m_out[w] = m;
-      if (kArg) c_out[w] = c;
-    }
-  }
-  for (int64_t h = 0; h < H; ++h) {
-    const int64_t r0 = std::max<int64_t>(h - 1, 0), r1 = std::min(h + 1, H - 1);
-    acc_t* __restrict__ m = out + h * W;
-    acc_t* __restrict__ c = kArg ? code + h * W : nullptr;
+      },
+      [&](int64_t, int64_t begin, int64_t end) {
+        // Fixed 3-element segments, branch-free.
+        for (int64_t i = begin; i < end; ++i) {
+          acc_t m = static_cast<acc_t>(x[i - C]), k = 0;
+          take_max(static_cast<acc_t>(x[i]), acc_t(1), m, k);
+          take_max(static_cast<acc_t>(x[i + C]), acc_t(2), m, k);
+          rm[i] = m;
+          if (kArg) rc[i] = k;
+        }
+      });
+  for (int64_t h = 0; h < P.H; ++h) {
+    const int64_t r0 = std::max<int64_t>(h - 1, 0), r1 = std::min(h + 1, P.H - 1);
+    acc_t* __restrict__ m = out + h * R;
+    acc_t* __restrict__ c = kArg ? code + h * R : nullptr;
     const acc_t row0 = static_cast<acc_t>(3 * (r0 - h + 1));
-    std::copy(rm + r0 * W, rm + (r0 + 1) * W, m);
+    std::copy(rm + r0 * R, rm + (r0 + 1) * R, m);
     if (kArg) {
-      for (int64_t w = 0; w < W; ++w) c[w] = row0 + rc[r0 * W + w];
+      for (int64_t i = 0; i < R; ++i) c[i] = row0 + rc[r0 * R + i];
     }
     for (int64_t r = r0 + 1; r <= r1; ++r) {
-      const acc_t* __restrict__ v = rm + r * W;
-      const acc_t* __restrict__ vc = rc + r * W;
+      const acc_t* __restrict__ v = rm + r * R;
+      const acc_t* __restrict__ vc = rc + r * R;
       const acc_t row = static_cast<acc_t>(3 * (r - h + 1));
-      for (int64_t w = 0; w < W; ++w) {
-        acc_t mw = m[w], cw = kArg ? c[w] : acc_t(0);
-        take_max(v[w], row + (kArg ? vc[w] : acc_t(0)), mw, cw);
-        m[w] = mw;
-        if (kArg) c[w] = cw;
+      for (int64_t i = 0; i < R; ++i) {
+        acc_t mi = m[i], ci = kArg ? c[i] : acc_t(0);
+        take_max(v[i], row + (kArg ? vc[i] : acc_t(0)), mi, ci);
+        m[i] = mi;
+        if (kArg) c[i] = ci;
       }
     }
   }
@@ -243,7 +270,7 @@ void forward_kernel(const std::vector<at::Tensor>& xs, const NodeTerms& terms, c
   at::parallel_for(0, geo.tasks, 1, [&](int64_t t0, int64_t t1) {
     const int64_t P = terms.pooling ? geo.plane : 0;
     std::vector<acc_t> acc(geo.plane), tmp(P);
-    const std::vector<acc_t> cnt = terms.pooling ? window_counts<acc_t>(geo.H, geo.W) : std::vector<acc_t>();
+    const std::vector<acc_t> cnt = terms.pooling ? window_counts<acc_t>(geo.shape) : std::vector<acc_t>();
     MaxScratch<acc_t> scratch(P);
     for (int64_t p = t0 * geo.per_task; p < std::min(t1 * geo.per_task, geo.planes); ++p) {
       const int64_t start = p * geo.plane;
@@ -258,9 +285,9 @@ void forward_kernel(const std::vector<at::Tensor>& xs, const NodeTerms& terms, c
         for (int k : {kAvgPool3x3, kMaxPool3x3}) {
           if (ht.column[u][k] < 0) continue;
           if (k == kAvgPool3x3) {
-            avg_pool_plane(xp, geo.H, geo.W, cnt.data(), tmp.data());
+            avg_pool_plane(xp, geo.shape, cnt.data(), tmp.data());
           } else {
-            max_pool_plane<false>(xp, geo.H, geo.W, tmp.data(), static_cast<acc_t*>(nullptr), scratch);
+            max_pool_plane<false>(xp, geo.shape, tmp.data(), static_cast<acc_t*>(nullptr), scratch);
           }
           const acc_t c = ht.coef[u][k];
           for (int64_t i = 0; i < len; ++i) acc[i] += c * tmp[i];
@@ -295,8 +322,8 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
     std::vector<acc_t> code(P);
     // In-plane offset of each window position code (see max_pool_plane).
     int64_t offset[9];
-    for (int k = 0; k < 9; ++k) offset[k] = (k / 3 - 1) * geo.W + (k % 3 - 1);
-    const std::vector<acc_t> cnt = terms.pooling ? window_counts<acc_t>(geo.H, geo.W) : std::vector<acc_t>();
+    for (int k = 0; k < 9; ++k) offset[k] = (k / 3 - 1) * geo.shape.row() + (k % 3 - 1) * geo.shape.C;
+    const std::vector<acc_t> cnt = terms.pooling ? window_counts<acc_t>(geo.shape) : std::vector<acc_t>();
     MaxScratch<acc_t> scratch(P);
     for (int64_t t = t0; t < t1; ++t) {
       double* part = partial.data() + t * cols;
@@ -307,7 +334,7 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
         if (ht.any_avg) {
           // Adjoint of the average pool in gather form: ga[p] = sum over windows q containing p of g[q] / count(q).
           for (int64_t i = 0; i < L; ++i) tmp[i] = gb[i] / cnt[i];
-          box_sum_plane(tmp.data(), geo.H, geo.W, ga.data());
+          box_sum_plane(tmp.data(), geo.shape, ga.data());
         }
         for (int64_t u = 0; u < U; ++u) {
           if (!terms.used(u)) continue;
@@ -321,7 +348,7 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
             }
           }
           if (ht.column[u][kAvgPool3x3] >= 0) {
-            avg_pool_plane(xp, geo.H, geo.W, cnt.data(), tmp.data());
+            avg_pool_plane(xp, geo.shape, cnt.data(), tmp.data());
             part[ht.column[u][kAvgPool3x3]] += static_cast<double>(dot(tmp.data(), gb.data(), len));
             if (need_x) {
               const acc_t c = ht.coef[u][kAvgPool3x3];
@@ -329,7 +356,7 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
             }
           }
           if (ht.column[u][kMaxPool3x3] >= 0) {
-            max_pool_plane<true>(xp, geo.H, geo.W, tmp.data(), code.data(), scratch);
+            max_pool_plane<true>(xp, geo.shape, tmp.data(), code.data(), scratch);
             part[ht.column[u][kMaxPool3x3]] += static_cast<double>(dot(tmp.data(), gb.data(), len));
             if (need_x) {
               // Scatter form within one plane, on one thread: deterministic and without atomics.

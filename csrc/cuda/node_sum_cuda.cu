@@ -42,10 +42,12 @@ struct Launch {
   bool any_avg;
 };
 
-// Elements are NCHW-contiguous planes of H x W when the node pools; otherwise H = W = 1 (unused).
+// When the node pools, elements form planes of H x W pixels with C interleaved channels: element
+// (h, w, c) of a plane at (h * W + w) * C + c. NCHW-contiguous tensors have C = 1 (a plane per (n, c)),
+// channels_last ones C = channels (a plane per image). Otherwise H = W = C = 1 (unused).
 struct Geometry {
   int64_t n;
-  int32_t H, W;
+  int32_t H, W, C;
 };
 
 // Row and column of element i in its plane; 32-bit division where the size allows (64-bit division is
@@ -54,13 +56,19 @@ __device__ __forceinline__ void plane_position(int64_t i, const Geometry& geo, i
   if (geo.H == 1 && geo.W == 1) {
     h = w = 0;
   } else if (geo.n <= INT32_MAX) {
-    const uint32_t j = static_cast<uint32_t>(i), W = static_cast<uint32_t>(geo.W);
+    const uint32_t j = static_cast<uint32_t>(i) / static_cast<uint32_t>(geo.C), W = static_cast<uint32_t>(geo.W);
     w = static_cast<int>(j % W);
     h = static_cast<int>((j / W) % static_cast<uint32_t>(geo.H));
   } else {
-    w = static_cast<int>(i % geo.W);
-    h = static_cast<int>((i / geo.W) % geo.H);
+    const int64_t j = i / geo.C;
+    w = static_cast<int>(j % geo.W);
+    h = static_cast<int>((j / geo.W) % geo.H);
   }
+}
+
+// Offset of the element (dh, dw) pixels away in the same channel.
+__device__ __forceinline__ int pixel_offset(int dh, int dw, const Geometry& geo) {
+  return (dh * geo.W + dw) * geo.C;
 }
 
 __device__ __forceinline__ int window_count(int h, int w, int H, int W) {
@@ -68,11 +76,11 @@ __device__ __forceinline__ int window_count(int h, int w, int H, int W) {
 }
 
 template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ acc_t avg3(const scalar_t* __restrict__ x, int64_t i, int h, int w, int H, int W) {
-  const int h0 = max(h - 1, 0), h1 = min(h + 1, H - 1), w0 = max(w - 1, 0), w1 = min(w + 1, W - 1);
+__device__ __forceinline__ acc_t avg3(const scalar_t* __restrict__ x, int64_t i, int h, int w, const Geometry& geo) {
+  const int h0 = max(h - 1, 0), h1 = min(h + 1, geo.H - 1), w0 = max(w - 1, 0), w1 = min(w + 1, geo.W - 1);
   acc_t s = 0;
   for (int ih = h0; ih <= h1; ++ih) {
-    for (int iw = w0; iw <= w1; ++iw) s += static_cast<acc_t>(x[i + (ih - h) * W + (iw - w)]);
+    for (int iw = w0; iw <= w1; ++iw) s += static_cast<acc_t>(x[i + pixel_offset(ih - h, iw - w, geo)]);
   }
   return s / static_cast<acc_t>((h1 - h0 + 1) * (w1 - w0 + 1));
 }
@@ -81,14 +89,14 @@ __device__ __forceinline__ acc_t avg3(const scalar_t* __restrict__ x, int64_t i,
 // CPU kernel uses the same): scan the window in row-major order and move to an element when it is
 // greater than the running max or NaN, so the first maximum wins and a NaN propagates.
 template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ acc_t max3(const scalar_t* __restrict__ x, int64_t i, int h, int w, int H, int W,
+__device__ __forceinline__ acc_t max3(const scalar_t* __restrict__ x, int64_t i, int h, int w, const Geometry& geo,
                                       int& arg) {
-  const int h0 = max(h - 1, 0), h1 = min(h + 1, H - 1), w0 = max(w - 1, 0), w1 = min(w + 1, W - 1);
+  const int h0 = max(h - 1, 0), h1 = min(h + 1, geo.H - 1), w0 = max(w - 1, 0), w1 = min(w + 1, geo.W - 1);
   acc_t m = -std::numeric_limits<acc_t>::infinity();
-  arg = (h0 - h) * W + (w0 - w);
+  arg = pixel_offset(h0 - h, w0 - w, geo);
   for (int ih = h0; ih <= h1; ++ih) {
     for (int iw = w0; iw <= w1; ++iw) {
-      const int off = (ih - h) * W + (iw - w);
+      const int off = pixel_offset(ih - h, iw - w, geo);
       const acc_t v = static_cast<acc_t>(x[i + off]);
       if (v > m || at::_isnan(v)) {
         m = v;
@@ -117,7 +125,6 @@ __global__ void forward_kernel(Launch<scalar_t> L, const acc_t* __restrict__ w, 
                                const acc_t* acc_in, acc_t* acc_out, scalar_t* __restrict__ out) {
   __shared__ acc_t coef[kTerms];
   load_coefficients(L, w, coef);
-  const int H = geo.H, W = geo.W;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < geo.n; i += stride) {
     int h_, w_;
@@ -129,11 +136,11 @@ __global__ void forward_kernel(Launch<scalar_t> L, const acc_t* __restrict__ w, 
       const scalar_t* __restrict__ x = L.x[s];
       if (L.column[s * 3 + kIdentity] >= 0) a += coef[s * 3 + kIdentity] * static_cast<acc_t>(x[i]);
       if (L.column[s * 3 + kAvgPool3x3] >= 0) {
-        a += coef[s * 3 + kAvgPool3x3] * avg3<scalar_t, acc_t>(x, i, h_, w_, H, W);
+        a += coef[s * 3 + kAvgPool3x3] * avg3<scalar_t, acc_t>(x, i, h_, w_, geo);
       }
       if (L.column[s * 3 + kMaxPool3x3] >= 0) {
         int arg;
-        a += coef[s * 3 + kMaxPool3x3] * max3<scalar_t, acc_t>(x, i, h_, w_, H, W, arg);
+        a += coef[s * 3 + kMaxPool3x3] * max3<scalar_t, acc_t>(x, i, h_, w_, geo, arg);
       }
     }
     if (out != nullptr) {
@@ -168,7 +175,7 @@ __global__ void backward_kernel(Launch<scalar_t> L, const acc_t* __restrict__ w,
     if (L.any_avg) {
       for (int qh = h0; qh <= h1; ++qh) {
         for (int qw = w0; qw <= w1; ++qw) {
-          g_avg += static_cast<acc_t>(g[i + (qh - h_) * W + (qw - w_)]) /
+          g_avg += static_cast<acc_t>(g[i + pixel_offset(qh - h_, qw - w_, geo)]) /
                    static_cast<acc_t>(window_count(qh, qw, H, W));
         }
       }
@@ -183,17 +190,17 @@ __global__ void backward_kernel(Launch<scalar_t> L, const acc_t* __restrict__ w,
         gx += coef[s * 3 + kIdentity] * gi;
       }
       if (L.column[s * 3 + kAvgPool3x3] >= 0) {
-        dot[s * 3 + kAvgPool3x3] += avg3<scalar_t, acc_t>(x, i, h_, w_, H, W) * gi;
+        dot[s * 3 + kAvgPool3x3] += avg3<scalar_t, acc_t>(x, i, h_, w_, geo) * gi;
         gx += coef[s * 3 + kAvgPool3x3] * g_avg;
       }
       if (L.column[s * 3 + kMaxPool3x3] >= 0) {
         int arg;
-        dot[s * 3 + kMaxPool3x3] += max3<scalar_t, acc_t>(x, i, h_, w_, H, W, arg) * gi;
+        dot[s * 3 + kMaxPool3x3] += max3<scalar_t, acc_t>(x, i, h_, w_, geo, arg) * gi;
         acc_t g_max = 0;
         for (int qh = h0; qh <= h1; ++qh) {
           for (int qw = w0; qw <= w1; ++qw) {
-            const int q = (qh - h_) * W + (qw - w_);
-            max3<scalar_t, acc_t>(x, i + q, qh, qw, H, W, arg);
+            const int q = pixel_offset(qh - h_, qw - w_, geo);
+            max3<scalar_t, acc_t>(x, i + q, qh, qw, geo, arg);
             if (q + arg == 0) g_max += static_cast<acc_t>(g[i + q]);
           }
         }
@@ -287,13 +294,17 @@ int grid_for(int64_t n) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(needed, int64_t{sms} * 8)));
 }
 
+// Pooling tensors come from node_layout: NCHW-contiguous, or channels_last-contiguous when not NCHW.
 Geometry make_geometry(const at::Tensor& x, bool pooling) {
-  Geometry g{x.numel(), 1, 1};
+  Geometry g{x.numel(), 1, 1, 1};
   if (pooling) {
-    TORCH_CHECK(x.size(2) < (int64_t{1} << 30) && x.size(3) < (int64_t{1} << 30),
+    const int64_t C = x.is_contiguous() ? 1 : x.size(1);
+    // Window offsets are int: two rows of a plane must fit.
+    TORCH_CHECK(x.size(2) < (int64_t{1} << 30) && 2 * (x.size(3) + 1) * C < (int64_t{1} << 30),
                 "node_sum: spatial size ", x.sizes(), " is too large");
     g.H = static_cast<int32_t>(x.size(2));
     g.W = static_cast<int32_t>(x.size(3));
+    g.C = static_cast<int32_t>(C);
   }
   return g;
 }

@@ -104,9 +104,10 @@ def node_sum(tensors: Sequence[torch.Tensor], kinds: Sequence[int], gates: Seque
 
     Args:
         tensors: E >= 1 tensors of one shape, dtype and device; the same tensor object may appear in
-            several entries. 4-D (N, C, H, W) when any entry pools (then NCHW-contiguous inputs avoid a
-            copy); any rank and any shared dense layout for identity-only nodes. float16, bfloat16,
-            float32 or float64.
+            several entries. 4-D (N, C, H, W) when any entry pools: then NCHW-contiguous or
+            channels_last inputs are used without a copy (the first tensor's layout is taken, others
+            are converted to it) and the output has that layout; any rank and any shared dense layout
+            for identity-only nodes. float16, bfloat16, float32 or float64.
         kinds: E codes of :class:`Kind`.
         gates: E indices into ``weights``; entries may share a gate.
         weights: 1-D floating tensor of the gate values of the whole cell or network, on the tensors'
@@ -126,10 +127,15 @@ def node_sum(tensors: Sequence[torch.Tensor], kinds: Sequence[int], gates: Seque
 
 
 def _dense_like(ts: list[torch.Tensor], pooling: bool) -> torch.Tensor:
-    # Mirrors the kernels: pooling works on NCHW-contiguous tensors; identity-only nodes keep one dense
-    # layout shared by all tensors, else fall back to contiguous.
+    # Mirrors node_layout in csrc/checks.h: pooling works on NCHW-contiguous tensors, or on channels_last
+    # ones when the first tensor is channels_last (and not also NCHW-contiguous); identity-only nodes keep
+    # one dense layout shared by all tensors, else fall back to contiguous.
     first = ts[0]
-    if not pooling and _is_dense(first) and all(t.stride() == first.stride() for t in ts):
+    if pooling:
+        channels_last = first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous()
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return torch.empty(first.shape, dtype=first.dtype, device=first.device, memory_format=fmt)
+    if _is_dense(first) and all(t.stride() == first.stride() for t in ts):
         return torch.empty_strided(first.shape, first.stride(), dtype=first.dtype, device=first.device)
     return torch.empty(first.shape, dtype=first.dtype, device=first.device)
 
