@@ -4,6 +4,12 @@ Usage: python bench/bench_supernet.py [--device cpu|cuda] [--batch 64] [--C 16] 
                                       [--fractions 1 0.5 0.25] [--modes reference fused compile] [--json OUT]
                                       [--channels-last]
 
+A mode is ``reference``, ``fused`` or ``compile``, optionally with ``+lean`` (per-node recomputation) and
+a layout: ``@cl`` puts network and input in channels_last (as a user would), ``@nchw`` keeps the fused
+cells in the input's layout (``memory_format='preserve'``; by default they run CPU float32 in
+channels_last); ``--channels-last`` puts every mode in channels_last. Speed-ups and memory ratios are
+relative to the ``reference`` row (NCHW unless ``--channels-last``).
+
 One step = forward (sigmoid gates, GOLD-NAS on NB201), cross-entropy, backward, then SGD steps (momentum
 0.9) for the weights and for the gates, ``zero_grad(set_to_none=True)``. Every configuration builds the
 same network (seed 0) with a random pruning mask (fixed seed) that keeps 100 %, 50 % or 25 % of the 24
@@ -38,7 +44,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, markdown_table, sync  # noqa: E402
 
-MODES = ("reference", "fused", "compile", "reference+lean", "fused+lean")
+MODES = tuple(f"{base}{layout}" for layout in ("", "@cl", "@nchw")
+              for base in ("reference", "fused", "compile", "reference+lean", "fused+lean"))
 MiB = 2.0 ** 20
 
 
@@ -67,10 +74,13 @@ def build(mode: str, fraction: float, args: argparse.Namespace):
     from goldnas_fast.nb201.search_network import SearchNetwork
 
     torch.manual_seed(0)
+    mode, _, layout = mode.partition("@")
     backend = "fused" if mode.startswith("fused") else "reference"
     net = SearchNetwork(C=args.C, N=args.N, gate="sigmoid", backend=backend, lean=mode.endswith("+lean"))
     net.set_alive(survival_mask(net.pairs, fraction, args.seed))
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    if layout == "nchw":
+        net.memory_format = "preserve"
+    fmt = torch.channels_last if args.channels_last or layout == "cl" else torch.contiguous_format
     net = net.to(args.device, memory_format=fmt).train()
     opt_w = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
     opt_a = torch.optim.SGD(net.arch_parameters(), lr=0.1, momentum=0.9)

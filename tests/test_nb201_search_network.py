@@ -14,6 +14,7 @@ from goldnas_fast.nb201.arch import to_ops
 from goldnas_fast.nb201.blocks import ResNetBasicBlock
 from goldnas_fast.nb201.search_network import SearchNetwork
 from goldnas_fast.nn import DAGCell
+from tests.float_error import assert_as_accurate
 
 HAS_NODE_SUM = callable(getattr(goldnas_fast.ops, "node_sum", None))
 needs_node_sum = pytest.mark.skipif(not HAS_NODE_SUM, reason="goldnas_fast.ops.node_sum not available yet")
@@ -201,8 +202,13 @@ def test_fused_equals_reference(gate, seed, lean):
         ref.set_alive(random_mask(ref, seed))
     fused = copy.deepcopy(ref)
     fused.backend = "fused"
+    fused.memory_format = "preserve"  # same layout, same convolution kernels: equal to float32 rounding
     assert fused.backend == "fused" and ref.backend == "reference"
     compare(ref, fused, torch.randn(2, 3, 8, 8))
+    # The default runs CPU cells in channels_last, whose oneDNN kernels round differently (~3x the NCHW
+    # error against float64, the same for the reference network in channels_last).
+    fused.memory_format = "auto"
+    assert_as_accurate(train_step, fused, copy.deepcopy(ref).to(memory_format=torch.channels_last), torch.randn(2, 3, 8, 8))
 
 
 @needs_node_sum
@@ -214,7 +220,19 @@ def test_fused_equals_reference_full_width():
     ref.set_alive(random_mask(ref, 2, keep=0.7))
     fused = copy.deepcopy(ref)
     fused.backend = "fused"
+    fused.memory_format = "preserve"
     compare(ref, fused, torch.randn(2, 3, 32, 32))
+    fused.memory_format = "auto"
+    assert_as_accurate(train_step, fused, copy.deepcopy(ref).to(memory_format=torch.channels_last), torch.randn(2, 3, 32, 32))
+
+
+def test_memory_format_setter_reaches_every_cell():
+    net = small_net(backend="fused")
+    assert net.memory_format == "auto"
+    net.memory_format = "preserve"
+    assert all(c.memory_format == "preserve" for c in net.search_cells())
+    with pytest.raises(ValueError, match="memory_format"):
+        net.memory_format = "nhwc"
 
 
 # ----------------------------------------------------------------------------- pruning

@@ -203,6 +203,27 @@ def test_fused_equals_reference(output, seed, lean):
     assert_same(run(ref, xs, w), run(fused, xs, w))
 
 
+@needs_node_sum
+@pytest.mark.parametrize("output", ["last", "concat"])
+def test_memory_format_auto_runs_cpu_float_cells_channels_last(output):
+    ref = make_cell(output)
+    fused = copy.deepcopy(ref)
+    fused.backend = "fused"
+    assert fused.memory_format == "auto"
+    xs, w = inputs(), torch.randn(ref.num_pairs)
+    out = fused(xs, w)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    assert_same(run(ref, xs, w), run(fused, xs, w))
+    fused.memory_format = "preserve"
+    assert fused(xs, w).is_contiguous()
+    fused.memory_format = "auto"
+    # float64 has no oneDNN kernels (no gain from NHWC) and the reference backend is the plain baseline
+    assert copy.deepcopy(fused).double()([x.double() for x in xs], w.double()).is_contiguous()
+    assert ref(xs, w).is_contiguous()
+    with pytest.raises(ValueError, match="memory_format"):
+        fused.memory_format = "channels_last"
+
+
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=needs_node_sum)])
 def test_pruned_pairs_are_frozen_and_get_no_gradient(backend):
     cell = make_cell("concat", backend=backend)  # every node is an output, so every live op gets a gradient
@@ -238,6 +259,7 @@ def test_eval_mode_and_no_grad_run_the_same_cell():
     ({"edges": [Edge(0, 2, ())]}, "no candidate"),
     ({"edges": [Edge(0, 2, (("skip", Identity()), ("skip", Identity())))]}, "twice"),
     ({"backend": "cuda"}, "backend"),
+    ({"memory_format": "nhwc"}, "memory_format"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
     args = {"num_inputs": 2, "edges": [Edge(0, 2, (("skip", Identity()),))], **kwargs}

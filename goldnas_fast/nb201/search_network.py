@@ -163,6 +163,17 @@ class SearchNetwork(nn.Module):
         for cell in self.search_cells():
             cell.lean = value
 
+    @property
+    def memory_format(self) -> str:
+        """The fused cells' layout choice, ``'auto'`` (default: channels_last on CPU) or ``'preserve'``
+        (:class:`~goldnas_fast.nn.DAGCell` ``memory_format``)."""
+        return self.search_cells()[0].memory_format
+
+    @memory_format.setter
+    def memory_format(self, value: str) -> None:
+        for cell in self.search_cells():
+            cell.memory_format = value
+
     # ----------------------------------------------------------------- parameters and gates
     def arch_parameters(self) -> list[nn.Parameter]:
         """``[alpha]``: shape ``(24,)`` for sigmoid gates, ``(6, 5)`` for softmax gates."""

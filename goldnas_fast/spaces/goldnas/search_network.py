@@ -184,6 +184,17 @@ class GoldNasSearchNetwork(nn.Module):
         for cell in self.cells:
             cell.dag.lean = bool(value)
 
+    @property
+    def memory_format(self) -> str:
+        """The fused cells' layout choice, ``'auto'`` (default: channels_last on CPU) or ``'preserve'``
+        (:class:`~goldnas_fast.nn.DAGCell` ``memory_format``)."""
+        return self.cells[0].dag.memory_format
+
+    @memory_format.setter
+    def memory_format(self, value: str) -> None:
+        for cell in self.cells:
+            cell.dag.memory_format = value
+
     # ----------------------------------------------------------------- parameters and gates
     def arch_parameters(self) -> list[nn.Parameter]:
         """``[alpha]``: one architecture parameter per pair, flattened (``pairs`` order)."""
