@@ -109,20 +109,36 @@ inline NodeTerms group_node_entries(int64_t num_inputs, c10::IntArrayRef sources
 // all channels interleaved. The first tensor picks the layout (channels_last when it is channels_last-
 // but not NCHW-contiguous), the others follow it (a copy where they differ). Identity-only nodes take
 // any shared dense layout as a flat array.
+inline at::MemoryFormat pooling_format(const at::Tensor& first) {
+  return first.is_contiguous(at::MemoryFormat::ChannelsLast) && !first.is_contiguous() ? at::MemoryFormat::ChannelsLast
+                                                                                        : at::MemoryFormat::Contiguous;
+}
+
 inline std::vector<at::Tensor> node_layout(at::TensorList tensors, bool pooling) {
   if (!pooling) return dense_same_layout(tensors);
-  const at::Tensor& first = tensors[0];
-  const at::MemoryFormat format = first.is_contiguous(at::MemoryFormat::ChannelsLast) && !first.is_contiguous()
-                                      ? at::MemoryFormat::ChannelsLast
-                                      : at::MemoryFormat::Contiguous;
+  const at::MemoryFormat format = pooling_format(tensors[0]);
   std::vector<at::Tensor> out;
   out.reserve(tensors.size());
   for (const auto& t : tensors) out.push_back(t.contiguous(format));
   return out;
 }
 
+// An output (or input gradient) for tensors laid out by dense_same_layout or node_layout, with the strides
+// that goldnas_fast/ops/_layout.py gives the fake tensors: a contiguous tensor may carry odd strides on
+// size-1 or empty dimensions (contiguous() keeps them), so contiguous and pooling results get the canonical
+// strides of their memory format, other dense layouts the strides of `like`.
+inline at::Tensor empty_like_layout(const at::Tensor& like) {
+  if (like.is_contiguous()) return at::empty(like.sizes(), like.options());
+  return at::empty_strided(like.sizes(), like.strides(), like.options());
+}
+
+inline at::Tensor empty_node_like(const at::Tensor& like, bool pooling) {
+  if (pooling) return at::empty(like.sizes(), like.options().memory_format(pooling_format(like)));
+  return empty_like_layout(like);
+}
+
 // What every fused backward starts from: the output gradient and the inputs in one layout (`layout`),
-// an input gradient per input allocated in that layout (zeroed where `untouched(u)` says the kernel
+// an input gradient per input allocated like the gradient (`alloc`; zeroed where `untouched(u)` says the kernel
 // writes nothing), and the gate gradient. With an empty gradient the gate gradient is already zero and
 // nothing is left to compute.
 struct BackwardBuffers {
@@ -132,9 +148,9 @@ struct BackwardBuffers {
   at::Tensor grad_weights;
 };
 
-template <typename Layout, typename Untouched>
+template <typename Layout, typename Alloc, typename Untouched>
 BackwardBuffers backward_buffers(const char* op, const at::Tensor& grad_out, at::TensorList inputs,
-                                 const at::Tensor& weights, bool need_inputs_grad, Layout layout,
+                                 const at::Tensor& weights, bool need_inputs_grad, Layout layout, Alloc alloc,
                                  Untouched untouched) {
   TORCH_CHECK(grad_out.sizes() == inputs[0].sizes() && grad_out.scalar_type() == inputs[0].scalar_type(), op,
               ": grad_out must match inputs[0] in shape and dtype");
@@ -149,7 +165,7 @@ BackwardBuffers backward_buffers(const char* op, const at::Tensor& grad_out, at:
   b.inputs = std::move(all);
   if (need_inputs_grad) {
     for (size_t u = 0; u < b.inputs.size(); ++u) {
-      at::Tensor gx = at::empty_strided(b.grad.sizes(), b.grad.strides(), b.grad.options());
+      at::Tensor gx = alloc(b.grad);
       if (untouched(u)) gx.zero_();
       b.grad_inputs.push_back(std::move(gx));
     }
@@ -164,7 +180,9 @@ inline BackwardBuffers mixed_sum_backward_buffers(const at::Tensor& grad_out, at
                                                   const at::Tensor& weights, bool need_inputs_grad) {
   return backward_buffers(
       "mixed_sum_backward", grad_out, inputs, weights, need_inputs_grad,
-      [](at::TensorList t) { return dense_same_layout(t); }, [](size_t) { return false; });
+      [](at::TensorList t) { return dense_same_layout(t); },
+      [](const at::Tensor& g) { return empty_like_layout(g); },
+      [](size_t) { return false; });
 }
 
 // node_sum's kernel writes every element of a used input's gradient; an unused input's stays zero.
@@ -173,7 +191,8 @@ inline BackwardBuffers node_sum_backward_buffers(const at::Tensor& grad_out, at:
                                                  const NodeTerms& terms) {
   return backward_buffers(
       "node_sum_backward", grad_out, inputs, weights, need_inputs_grad,
-      [&](at::TensorList t) { return node_layout(t, terms.pooling); }, [&](size_t u) { return !terms.used(u); });
+      [&](at::TensorList t) { return node_layout(t, terms.pooling); },
+      [&](const at::Tensor& g) { return empty_node_like(g, terms.pooling); }, [&](size_t u) { return !terms.used(u); });
 }
 
 }  // namespace goldnas

@@ -301,6 +301,80 @@ def test_torch_compile_fullgraph():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_torch_compile_inductor(channels_last):
+    # Inductor checks every real output's strides against the fake registration's (assert_size_stride).
+    torch._dynamo.reset()
+    kinds = [Kind.IDENTITY, Kind.AVG_POOL_3X3, Kind.MAX_POOL_3X3]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def f(x, y, w):
+        return node_sum([x, x, y], kinds, [0, 1, 2], torch.sigmoid(w)) * 2
+
+    x = torch.randn(2, 4, 6, 5).contiguous(memory_format=fmt).requires_grad_()
+    y = torch.randn(2, 4, 6, 5).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.randn(3, requires_grad=True)
+    out = torch.compile(f, fullgraph=True)(x, y, w)
+    ref = node_sum_ref([x, x, y], kinds, [0, 1, 2], torch.sigmoid(w)) * 2
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(torch.autograd.grad(out.sum(), [x, y, w]), torch.autograd.grad(ref.sum(), [x, y, w])):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.randn(0, 5, 4, 3).contiguous(memory_format=torch.channels_last),  # empty: "contiguous" anyway
+    lambda: torch.randn(2, 8, 1, 1).as_strided((2, 8, 1, 1), (8, 1, 8, 8)),  # a channels_last conv's 1x1 output
+    lambda: torch.randn(2, 8, 3, 4).contiguous(memory_format=torch.channels_last),
+    lambda: torch.randn(2, 1, 3, 4).contiguous(memory_format=torch.channels_last),  # both layouts at once
+    lambda: torch.randn(2, 8, 6, 4)[:, :, ::2],  # not dense
+    lambda: torch.randn(2, 8, 3, 4),
+])
+def test_fake_registration_gives_the_real_strides(make):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    x = make()
+    y = torch.randn(x.shape)
+    w = torch.rand(3)
+    for sources, kinds in (([0, 0, 1], [0, 1, 2]), ([0, 1, 1], [0, 0, 0])):
+        args = ([x, y], sources, kinds, [0, 1, 2], w)
+        real = torch.ops.goldnas.node_sum(*args)
+        real_grads, _ = torch.ops.goldnas.node_sum_backward(torch.randn(x.shape), *args, True)
+        with FakeTensorMode() as mode:
+            fake_args = ([mode.from_tensor(x), mode.from_tensor(y)], sources, kinds, [0, 1, 2], mode.from_tensor(w))
+            fake = torch.ops.goldnas.node_sum(*fake_args)
+            fake_grads, _ = torch.ops.goldnas.node_sum_backward(mode.from_tensor(torch.randn(x.shape)), *fake_args,
+                                                                True)
+        assert real.stride() == fake.stride(), (sources, kinds)
+        assert [g.stride() for g in real_grads] == [g.stride() for g in fake_grads], (sources, kinds)
+    # mixed_sum shares the identity-only layout rule
+    real = torch.ops.goldnas.mixed_sum([x, y], w[:2])
+    real_grads, _ = torch.ops.goldnas.mixed_sum_backward(torch.randn(x.shape), [x, y], w[:2], True)
+    same = torch.ops.goldnas.mixed_sum([x, x], w[:2])
+    w2 = w[:2].clone()
+    with FakeTensorMode() as mode:
+        fx, fy, fw = mode.from_tensor(x), mode.from_tensor(y), mode.from_tensor(w2)
+        fake = torch.ops.goldnas.mixed_sum([fx, fy], fw)
+        fake_grads, _ = torch.ops.goldnas.mixed_sum_backward(mode.from_tensor(torch.randn(x.shape)), [fx, fy], fw, True)
+        fake_same = torch.ops.goldnas.mixed_sum([fx, fx], fw)
+    assert real.stride() == fake.stride() and same.stride() == fake_same.stride()
+    assert [g.stride() for g in real_grads] == [g.stride() for g in fake_grads]
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 48, 48), (1, 128, 64, 64)])
+def test_channels_last_gate_gradient_accuracy(shape):
+    # A channels_last plane is a whole image; its gate-gradient dot products must still be added up in
+    # double often enough to stay as accurate as the NCHW planes (float32 error ~1e-8 relative).
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(shape, generator=gen) + 0.5).contiguous(memory_format=torch.channels_last)
+    g = (torch.randn(shape, generator=gen) + 0.5).contiguous(memory_format=torch.channels_last)
+    args = ([0, 1, 2], [0, 1, 2])
+    w = torch.rand(3, generator=gen, dtype=torch.float64, requires_grad=True)
+    exact = torch.autograd.grad(node_sum([x.double()] * 3, *args, w), w, g.double())[0]
+    w32 = w.detach().float().requires_grad_()
+    got = torch.autograd.grad(node_sum([x] * 3, *args, w32), w32, g)[0]
+    assert ((got.double() - exact).abs() / exact.abs()).max() < 2e-7
+
+
 def _x(*shape, dtype=torch.float32):
     return torch.randn(*shape, dtype=dtype)
 

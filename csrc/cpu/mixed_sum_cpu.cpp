@@ -189,7 +189,7 @@ at::Tensor mixed_sum_cpu(at::TensorList inputs, const at::Tensor& weights) {
   TORCH_CHECK(weights.size(0) == static_cast<int64_t>(inputs.size()), "mixed_sum: weights has ",
               weights.size(0), " entries but there are ", inputs.size(), " inputs");
   std::vector<at::Tensor> xs = dense_same_layout(inputs);
-  at::Tensor out = at::empty_strided(xs[0].sizes(), xs[0].strides(), xs[0].options());
+  at::Tensor out = empty_like_layout(xs[0]);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "mixed_sum_cpu",
                                   [&] { forward_kernel<scalar_t>(xs, weights, out); });

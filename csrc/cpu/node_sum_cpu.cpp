@@ -229,6 +229,15 @@ acc_t dot(const a_t* a, const acc_t* b, int64_t len) {
   return s;
 }
 
+// A gate-gradient dot product over one task's share of a plane, added up in double every kTaskElems
+// elements: a channels_last plane is a whole image, too long for one float32 accumulation.
+template <typename a_t, typename acc_t>
+double long_dot(const a_t* a, const acc_t* b, int64_t len) {
+  double s = 0.0;
+  for (int64_t i = 0; i < len; i += kTaskElems) s += static_cast<double>(dot(a + i, b + i, std::min(kTaskElems, len - i)));
+  return s;
+}
+
 // Terms (input, kind) with their coefficient sum_e w[gate_e] and the column of their gate-gradient dot.
 template <typename acc_t>
 struct HostTerms {
@@ -341,7 +350,7 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
           const scalar_t* xp = x[u] + start;
           if (need_x) std::fill(gxb.begin(), gxb.begin() + len, acc_t(0));
           if (ht.column[u][kIdentity] >= 0) {
-            part[ht.column[u][kIdentity]] += static_cast<double>(dot(xp, gb.data(), len));
+            part[ht.column[u][kIdentity]] += long_dot(xp, gb.data(), len);
             if (need_x) {
               const acc_t c = ht.coef[u][kIdentity];
               for (int64_t i = 0; i < len; ++i) gxb[i] += c * gb[i];
@@ -349,7 +358,7 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
           }
           if (ht.column[u][kAvgPool3x3] >= 0) {
             avg_pool_plane(xp, geo.shape, cnt.data(), tmp.data());
-            part[ht.column[u][kAvgPool3x3]] += static_cast<double>(dot(tmp.data(), gb.data(), len));
+            part[ht.column[u][kAvgPool3x3]] += long_dot(tmp.data(), gb.data(), len);
             if (need_x) {
               const acc_t c = ht.coef[u][kAvgPool3x3];
               for (int64_t i = 0; i < len; ++i) gxb[i] += c * ga[i];
@@ -357,7 +366,7 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
           }
           if (ht.column[u][kMaxPool3x3] >= 0) {
             max_pool_plane<true>(xp, geo.shape, tmp.data(), code.data(), scratch);
-            part[ht.column[u][kMaxPool3x3]] += static_cast<double>(dot(tmp.data(), gb.data(), len));
+            part[ht.column[u][kMaxPool3x3]] += long_dot(tmp.data(), gb.data(), len);
             if (need_x) {
               // Scatter form within one plane, on one thread: deterministic and without atomics.
               const acc_t c = ht.coef[u][kMaxPool3x3];
@@ -392,7 +401,7 @@ at::Tensor node_sum_cpu(at::TensorList inputs, at::IntArrayRef sources, at::IntA
   check_node_entries("node_sum", inputs, sources, kinds, gates, weights);
   const NodeTerms terms = group_node_entries(static_cast<int64_t>(inputs.size()), sources, kinds, gates);
   std::vector<at::Tensor> xs = node_layout(inputs, terms.pooling);
-  at::Tensor out = at::empty_strided(xs[0].sizes(), xs[0].strides(), xs[0].options());
+  at::Tensor out = empty_node_like(xs[0], terms.pooling);
   if (out.numel() == 0) return out;
   const Geometry geo = make_geometry(xs[0], terms.pooling);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "node_sum_cpu",

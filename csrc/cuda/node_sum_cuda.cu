@@ -56,7 +56,8 @@ __device__ __forceinline__ void plane_position(int64_t i, const Geometry& geo, i
   if (geo.H == 1 && geo.W == 1) {
     h = w = 0;
   } else if (geo.n <= INT32_MAX) {
-    const uint32_t j = static_cast<uint32_t>(i) / static_cast<uint32_t>(geo.C), W = static_cast<uint32_t>(geo.W);
+    const uint32_t j = geo.C == 1 ? static_cast<uint32_t>(i) : static_cast<uint32_t>(i) / static_cast<uint32_t>(geo.C);
+    const uint32_t W = static_cast<uint32_t>(geo.W);
     w = static_cast<int>(j % W);
     h = static_cast<int>((j / W) % static_cast<uint32_t>(geo.H));
   } else {
@@ -315,7 +316,7 @@ at::Tensor node_sum_cuda(at::TensorList inputs, at::IntArrayRef sources, at::Int
   const c10::cuda::CUDAGuard guard(inputs[0].device());
   const NodeTerms terms = group_node_entries(static_cast<int64_t>(inputs.size()), sources, kinds, gates);
   std::vector<at::Tensor> xs = node_layout(inputs, terms.pooling);
-  at::Tensor out = at::empty_strided(xs[0].sizes(), xs[0].strides(), xs[0].options());
+  at::Tensor out = empty_node_like(xs[0], terms.pooling);
   if (out.numel() == 0) return out;
   const Geometry geo = make_geometry(xs[0], terms.pooling);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "node_sum_cuda", [&] {

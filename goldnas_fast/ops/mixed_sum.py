@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import torch
 
 from goldnas_fast import _library  # noqa: F401  (registers torch.ops.goldnas)
+from goldnas_fast.ops._layout import output_like
 from goldnas_fast.ops._validate import check_tensor_list, check_weights
 
 __all__ = ["mixed_sum", "mixed_sum_ref"]
@@ -53,13 +54,13 @@ def _mixed_sum_fake(inputs: list[torch.Tensor], weights: torch.Tensor) -> torch.
     torch._check(len(inputs) >= 1, lambda: "mixed_sum: inputs must hold at least one tensor")
     torch._check(weights.dim() == 1 and weights.shape[0] == len(inputs),
                  lambda: "mixed_sum: weights must be 1-D with one entry per input")
-    return torch.empty_like(inputs[0])
+    return output_like(inputs, pooling=False)
 
 
 @torch.library.register_fake("goldnas::mixed_sum_backward")
 def _mixed_sum_backward_fake(grad_out: torch.Tensor, inputs: list[torch.Tensor], weights: torch.Tensor,
                              need_inputs_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
-    grads = [torch.empty_like(grad_out) for _ in inputs] if need_inputs_grad else []
+    grads = [output_like([*inputs, grad_out], pooling=False) for _ in inputs] if need_inputs_grad else []
     return grads, torch.empty_like(weights)
 
 

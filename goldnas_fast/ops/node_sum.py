@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from goldnas_fast import _library  # noqa: F401  (registers torch.ops.goldnas)
+from goldnas_fast.ops._layout import output_like
 from goldnas_fast.ops._validate import check_tensor_list, check_weights
 
 __all__ = ["Kind", "node_sum", "node_sum_ref"]
@@ -126,38 +127,13 @@ def node_sum(tensors: Sequence[torch.Tensor], kinds: Sequence[int], gates: Seque
     return torch.ops.goldnas.node_sum(inputs, sources, [int(k) for k in kinds], gates, weights)
 
 
-def _dense_like(ts: list[torch.Tensor], pooling: bool) -> torch.Tensor:
-    # Mirrors node_layout in csrc/checks.h: pooling works on NCHW-contiguous tensors, or on channels_last
-    # ones when the first tensor is channels_last (and not also NCHW-contiguous); identity-only nodes keep
-    # one dense layout shared by all tensors, else fall back to contiguous.
-    first = ts[0]
-    if pooling:
-        channels_last = first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous()
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        return torch.empty(first.shape, dtype=first.dtype, device=first.device, memory_format=fmt)
-    if _is_dense(first) and all(t.stride() == first.stride() for t in ts):
-        return torch.empty_strided(first.shape, first.stride(), dtype=first.dtype, device=first.device)
-    return torch.empty(first.shape, dtype=first.dtype, device=first.device)
-
-
-def _is_dense(t: torch.Tensor) -> bool:
-    """Whether some permutation of ``t``'s dimensions is contiguous (at::Tensor::is_non_overlapping_and_dense)."""
-    expected = 1
-    for d in sorted(range(t.dim()), key=lambda d: (t.stride(d), t.shape[d])):
-        if t.shape[d] != 1:
-            if t.stride(d) != expected:
-                return False
-            expected *= t.shape[d]
-    return True
-
-
 @torch.library.register_fake("goldnas::node_sum")
 def _node_sum_fake(inputs: list[torch.Tensor], sources: list[int], kinds: list[int], gates: list[int],
                    weights: torch.Tensor) -> torch.Tensor:
     torch._check(len(inputs) >= 1 and len(sources) >= 1, lambda: "node_sum: needs at least one entry")
     torch._check(len(kinds) == len(sources) and len(gates) == len(sources),
                  lambda: "node_sum: sources, kinds and gates must have one entry each")
-    return _dense_like(inputs, any(k != Kind.IDENTITY for k in kinds))
+    return output_like(inputs, any(k != Kind.IDENTITY for k in kinds))
 
 
 @torch.library.register_fake("goldnas::node_sum_backward")
@@ -165,7 +141,7 @@ def _node_sum_backward_fake(grad_out: torch.Tensor, inputs: list[torch.Tensor], 
                             kinds: list[int], gates: list[int], weights: torch.Tensor,
                             need_inputs_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
     pooling = any(k != Kind.IDENTITY for k in kinds)
-    grads = [_dense_like([*inputs, grad_out], pooling) for _ in inputs] if need_inputs_grad else []
+    grads = [output_like([*inputs, grad_out], pooling) for _ in inputs] if need_inputs_grad else []
     return grads, torch.empty_like(weights)
 
 
