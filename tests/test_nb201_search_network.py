@@ -223,7 +223,11 @@ def test_fused_equals_reference_full_width():
     fused.memory_format = "preserve"
     compare(ref, fused, torch.randn(2, 3, 32, 32))
     fused.memory_format = "auto"
+    layouts = []
+    fused.search_cells()[0].register_forward_hook(
+        lambda m, i, out: layouts.append(out.is_contiguous(memory_format=torch.channels_last)))
     assert_as_accurate(train_step, fused, copy.deepcopy(ref).to(memory_format=torch.channels_last), torch.randn(2, 3, 32, 32))
+    assert layouts == [True]
 
 
 def test_memory_format_setter_reaches_every_cell():

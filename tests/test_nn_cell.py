@@ -219,6 +219,8 @@ def test_memory_format_auto_runs_cpu_float_cells_channels_last(output):
     fused.memory_format = "auto"
     # float64 has no oneDNN kernels (no gain from NHWC) and the reference backend is the plain baseline
     assert copy.deepcopy(fused).double()([x.double() for x in xs], w.double()).is_contiguous()
+    bf16 = copy.deepcopy(fused).bfloat16()([x.bfloat16() for x in xs], w.bfloat16())
+    assert bf16.is_contiguous(memory_format=torch.channels_last) and not bf16.is_contiguous()
     assert ref(xs, w).is_contiguous()
     with pytest.raises(ValueError, match="memory_format"):
         fused.memory_format = "channels_last"

@@ -305,7 +305,11 @@ def test_fused_equals_reference(ops, seed, lean):
     # error against float64, the same for the reference network in channels_last).
     fused.memory_format = "auto"
     assert fused.memory_format == "auto" and all(c.dag.memory_format == "auto" for c in fused.cells)
+    layouts = []
+    fused.cells[0].dag.register_forward_hook(
+        lambda m, i, out: layouts.append(out.is_contiguous(memory_format=torch.channels_last)))
     assert_as_accurate(train_step, fused, copy.deepcopy(ref).to(memory_format=torch.channels_last), torch.randn(2, 3, 16, 16))
+    assert layouts == [True]
 
 
 # ----------------------------------------------------------------------------- genotypes
