@@ -1,18 +1,19 @@
 """Forward+backward of ``mixed_sum`` vs eager ``sum(w * x)`` vs ``torch.compile`` of the same function.
 
-Usage: python bench/bench_mixed_sum.py [--device cpu|cuda] [--quick]
+Usage: python bench/bench_mixed_sum.py [--device cpu|cuda] [--quick] [--rounds 15] [--fresh-pages]
 On CUDA the table also gives GB/s and the fraction of a device-to-device copy measured in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_ms, environment, markdown_table, time_ms  # noqa: E402
+from common import compare_samples, environment, keep_freed_memory, markdown_table, paired_ratio, time_ms  # noqa: E402
 
 from goldnas_fast.ops import mixed_sum, mixed_sum_ref  # noqa: E402
 
@@ -39,7 +40,11 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and shorter timing")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per case")
+    parser.add_argument("--fresh-pages", action="store_true",
+                        help="leave glibc malloc as it is (every large tensor a fresh mmap, page faults timed)")
     args = parser.parse_args()
+    recycled = not args.fresh_pages and keep_freed_memory()
     device, dtype = args.device, getattr(torch, args.dtype)
     run_time = 0.6 if args.quick else 3.0  # per case, shared by the interleaved modes
     shapes = [(64, 16, 32, 32), (64, 32, 32, 32), (64, 64, 32, 32)]
@@ -61,19 +66,26 @@ def main() -> None:
         fns = {"fused": lambda: step(mixed_sum, xs, w, g), "eager": lambda: step(eager, xs, w, g)}
         if compiled is not None:
             fns["compile"] = lambda: step(compiled, xs, w, g)
-        times = compare_ms(fns, device, run_time)
+        samples = compare_samples(fns, device, run_time, args.rounds)
+        times = {name: 1e3 * statistics.median(s) if s else float("nan") for name, s in samples.items()}
         t_fused, t_eager, t_comp = times["fused"], times["eager"], times.get("compile", float("nan"))
+        comp_ratio, comp_q1, comp_q3 = paired_ratio(samples, "compile", "fused")
         n = xs[0].numel()
         moved = (3 * k + 2) * n * xs[0].element_size()  # fwd: K reads + 1 write; bwd: K+1 reads + K writes
-        row = [f"{tuple(shape)}", k, t_fused, t_eager, t_comp, t_eager / t_fused, t_comp / t_fused]
+        row = [f"{tuple(shape)}", k, t_fused, t_eager, t_comp, paired_ratio(samples, "eager", "fused")[0], comp_ratio,
+               f"{comp_q1:.2f}-{comp_q3:.2f}"]
         if device.startswith("cuda"):
             gbps = moved / t_fused / 1e6
             row += [gbps, gbps / copy_gbps(n * k, dtype, device)]
         rows.append(row)
-    header = ["shape", "K", "fused ms", "eager ms", "compile ms", "eager/fused", "compile/fused"]
+    # Ratios are medians over rounds of the two modes' times within one round (paired), which cancels
+    # load that drifts between rounds; the quartiles show how much the rounds disagree.
+    header = ["shape", "K", "fused ms", "eager ms", "compile ms", "eager/fused", "compile/fused",
+              "compile/fused IQR"]
     if device.startswith("cuda"):
         header += ["fused GB/s", "fraction of copy"]
-    print(f"mixed_sum forward+backward, {args.dtype} | {environment(device)}\n")
+    malloc = "glibc malloc keeps freed memory" if recycled else "malloc as is"
+    print(f"mixed_sum forward+backward, {args.dtype}, {malloc} | {environment(device)}\n")
     print(markdown_table(header, rows))
 
 

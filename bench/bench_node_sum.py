@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_ms, environment, markdown_table  # noqa: E402
+from common import compare_ms, environment, keep_freed_memory, markdown_table  # noqa: E402
 
 from goldnas_fast.ops import Kind, node_sum, node_sum_ref  # noqa: E402
 
@@ -56,7 +56,10 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"])
     parser.add_argument("--quick", action="store_true", help="one case and shorter timing")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    parser.add_argument("--fresh-pages", action="store_true",
+                        help="leave glibc malloc as it is (every large tensor a fresh mmap, page faults timed)")
     args = parser.parse_args()
+    recycled = not args.fresh_pages and keep_freed_memory()
     device, dtype = args.device, getattr(torch, args.dtype)
     run_time = 0.6 if args.quick else 3.0  # per case, shared by the interleaved modes
     cases = [((64, 16, 32, 32), Kind.AVG_POOL_3X3), ((64, 16, 32, 32), Kind.MAX_POOL_3X3),
@@ -86,7 +89,8 @@ def main() -> None:
                      fused_extra / mib, ref_extra / mib])
     header = ["shape", "entries", "fused ms", "eager ms", "compile ms", "eager/fused", "compile/fused",
               "fused saved MiB", "ref saved MiB", "fused extra MiB", "ref extra MiB"]
-    print(f"node_sum forward+backward, {args.dtype} | {environment(device)}\n")
+    malloc = "glibc malloc keeps freed memory" if recycled else "malloc as is"
+    print(f"node_sum forward+backward, {args.dtype}, {malloc} | {environment(device)}\n")
     print(markdown_table(header, rows))
     print("\nsaved MiB: distinct storages saved for backward; extra: the part that is not a node input or "
           "the gate vector (activations kept only for this node's backward).")

@@ -15,6 +15,24 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def keep_freed_memory() -> bool:
+    """Makes glibc's malloc serve blocks up to 32 MiB from its heap and keep freed memory (``mallopt``
+    M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), as jemalloc/tcmalloc or a caching allocator would. PyTorch's CPU
+    allocator does not cache: by default every multi-MiB tensor is a fresh ``mmap`` whose first touch
+    page-faults, and on a 2-core VM that kernel time (most of the run's time in sys) swung the micro-benchmarks
+    by 2x at random, whichever mode happened to get recycled memory. Affects every mode alike; returns
+    whether it took effect (glibc only)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if platform.system() != "Linux" or not name:
+        return False
+    libc = ctypes.CDLL(name)
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+
+
 def time_ms(fn: Callable[[], object], device: str, min_run_time: float = 1.0) -> float:
     """Median milliseconds of ``fn`` (torch.utils.benchmark: warm-up and CUDA sync included)."""
     for _ in range(3):  # first calls pay for thread-pool start-up, allocator growth and page faults
@@ -25,16 +43,15 @@ def time_ms(fn: Callable[[], object], device: str, min_run_time: float = 1.0) ->
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
-def compare_ms(fns: dict[str, Callable[[], object]], device: str, min_run_time: float = 1.0,
-               rounds: int = 9) -> dict[str, float]:
-    """Median milliseconds per call of each function, measured interleaved.
+def compare_samples(fns: dict[str, Callable[[], object]], device: str, min_run_time: float = 1.0,
+                    rounds: int = 9) -> dict[str, list[float]]:
+    """Seconds per call of each function in every round, measured interleaved.
 
     Each round times a short block of calls of every function in turn (the order rotating from round to
-    round), so that load from other processes on a shared machine falls on all of them alike; the result
-    per function is the median over rounds of its per-call block time. A function that raises is reported
-    as NaN with its error printed, not hidden.
+    round), so that load from other processes on a shared machine falls on all of them alike; sample ``r``
+    of every function comes from round ``r``, so ratios can be taken round by round (paired). A function
+    that raises gets no samples, with its error printed, not hidden.
     """
-    import statistics
     import sys
     import time
 
@@ -53,7 +70,7 @@ def compare_ms(fns: dict[str, Callable[[], object]], device: str, min_run_time: 
         except Exception as exc:  # noqa: BLE001
             print(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     calls = {name: max(1, int(min_run_time / rounds / per_call[name])) for name in live}
-    samples: dict[str, list[float]] = {name: [] for name in live}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     names = list(live)
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)] if names else []:
@@ -63,7 +80,28 @@ def compare_ms(fns: dict[str, Callable[[], object]], device: str, min_run_time: 
                 live[name]()
             sync(device)
             samples[name].append((time.perf_counter() - t0) / calls[name])
-    return {name: 1e3 * statistics.median(samples[name]) if name in live else float("nan") for name in fns}
+    return samples
+
+
+def compare_ms(fns: dict[str, Callable[[], object]], device: str, min_run_time: float = 1.0,
+               rounds: int = 9) -> dict[str, float]:
+    """Median milliseconds per call of each function over the rounds of :func:`compare_samples` (NaN for
+    a function that raised)."""
+    import statistics
+
+    samples = compare_samples(fns, device, min_run_time, rounds)
+    return {name: 1e3 * statistics.median(s) if s else float("nan") for name, s in samples.items()}
+
+
+def paired_ratio(samples: dict[str, list[float]], num: str, den: str) -> tuple[float, float, float]:
+    """Median, first and third quartile over rounds of ``num``'s time / ``den``'s time in the same round."""
+    import statistics
+
+    ratios = sorted(a / b for a, b in zip(samples.get(num, []), samples.get(den, [])))
+    if len(ratios) < 2:
+        return (ratios[0],) * 3 if ratios else (float("nan"),) * 3
+    q1, med, q3 = statistics.quantiles(ratios, n=4)
+    return med, q1, q3
 
 
 def environment(device: str) -> str:

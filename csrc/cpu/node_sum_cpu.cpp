@@ -92,6 +92,14 @@ void box_sum_plane(const in_t* in, const Plane& P, acc_t* out) {
       P,
       [&](int64_t h, int64_t w) {
         acc_t* o = out + (h * P.W + w) * C;
+        if (C == 1) {  // NCHW: one element, summed in a register
+          acc_t s = 0;
+          for (int64_t ih = std::max<int64_t>(h - 1, 0); ih <= std::min(h + 1, P.H - 1); ++ih) {
+            for (int64_t iw = std::max<int64_t>(w - 1, 0); iw <= std::min(w + 1, P.W - 1); ++iw) s += v(ih * P.W + iw);
+          }
+          *o = s;
+          return;
+        }
         std::fill(o, o + C, acc_t(0));
         for (int64_t ih = std::max<int64_t>(h - 1, 0); ih <= std::min(h + 1, P.H - 1); ++ih) {
           for (int64_t iw = std::max<int64_t>(w - 1, 0); iw <= std::min(w + 1, P.W - 1); ++iw) {
