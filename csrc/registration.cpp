@@ -2,6 +2,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu/cpu_capability.h"
+
 #ifdef GOLDNAS_WITH_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -26,6 +28,7 @@ int64_t cuda_version() {
 
 TORCH_LIBRARY(goldnas, m) {
   m.def("_cuda_version() -> int", &cuda_version);
+  m.def("_cpu_capability() -> int", [] { return static_cast<int64_t>(cpu_capability()); });
   m.def("mixed_sum(Tensor[] inputs, Tensor weights) -> Tensor");
   m.def(
       "mixed_sum_backward(Tensor grad_out, Tensor[] inputs, Tensor weights, bool need_inputs_grad)"

@@ -18,6 +18,12 @@ def cuda_version() -> int:
     return int(torch.ops.goldnas._cuda_version())
 
 
+def cpu_capability() -> str:
+    """Which build of the CPU loops runs: ``'avx2'`` (float32 ``mixed_sum`` on CPUs with AVX2) or
+    ``'baseline'``; the environment variable ``GOLDNAS_CPU_CAPABILITY=baseline`` forces the baseline."""
+    return {0: "baseline", 1: "avx2"}[int(torch.ops.goldnas._cpu_capability())]
+
+
 def has_cuda_kernels() -> bool:
     """True when the CUDA kernels were compiled in and a CUDA device is usable."""
     return cuda_version() > 0 and torch.cuda.is_available()

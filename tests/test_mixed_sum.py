@@ -175,3 +175,43 @@ def test_empty_tensors():
     assert out.shape == (0, 3)
     (gw,) = torch.autograd.grad(out.sum(), w)
     assert torch.equal(gw, torch.zeros(2))
+
+
+_CAPABILITY_SCRIPT = """
+import sys, torch
+from goldnas_fast._library import cpu_capability
+from goldnas_fast.ops import mixed_sum
+gen = torch.Generator().manual_seed(0)
+results = {"capability": cpu_capability()}
+for n, k in ((1, 1), (37, 2), (5003, 5), (70001, 8), (40000, 12)):
+    xs = [torch.randn(n, generator=gen).requires_grad_() for _ in range(k)]
+    w = torch.rand(k, generator=gen, requires_grad=True)
+    g = torch.randn(n, generator=gen)
+    out = mixed_sum(xs, w)
+    results[(n, k)] = (out, *torch.autograd.grad(out, [*xs, w], g))
+    frozen = [x.detach() for x in xs]  # gate gradient only
+    results[(n, k, "w")] = torch.autograd.grad(mixed_sum(frozen, w), w, g)
+torch.save(results, sys.argv[1])
+"""
+
+
+def test_cpu_capability_builds_agree_bit_for_bit(tmp_path):
+    # float32 mixed_sum runs an AVX2 build of its loops where the CPU has AVX2; the baseline build must give
+    # the same bits (same summation order, no FMA contraction), so results do not depend on the CPU.
+    import os
+    import subprocess
+    import sys
+
+    runs = {}
+    for name, env in (("default", {}), ("baseline", {"GOLDNAS_CPU_CAPABILITY": "baseline"})):
+        path = tmp_path / f"{name}.pt"
+        subprocess.run([sys.executable, "-c", _CAPABILITY_SCRIPT, str(path)], check=True,
+                       env={**os.environ, **env})
+        runs[name] = torch.load(path)
+    assert runs["baseline"].pop("capability") == "baseline"
+    capability = runs["default"].pop("capability")
+    if capability != "avx2":
+        pytest.skip(f"this CPU or build has no AVX2 loops ({capability})")
+    for key, want in runs["baseline"].items():
+        for a, b in zip(runs["default"][key], want):
+            assert torch.equal(a, b), key

@@ -13,16 +13,21 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/cpu_capability.h"
+#ifdef GOLDNAS_AVX2
+#include "cpu/mixed_sum_avx2.h"
+#endif
 
 namespace goldnas {
 namespace {
+
+#include "cpu/mixed_sum_blocks.inc"
 
 // Elements per block: a block of the accumulator stays in L1/L2 while the K inputs stream past;
 // large tensors get longer blocks so each input stream spans several pages (the prefetcher needs
 // that). The block grid depends on n only, never on the thread count, so gate-gradient sums are
 // deterministic.
 constexpr int64_t kMaxBlock = 16384;
-constexpr int kLanes = 8;
 
 inline int64_t block_size(int64_t n) { return n >= (int64_t{1} << 20) ? kMaxBlock : 4096; }
 
@@ -33,45 +38,30 @@ std::vector<acc_t> weights_on_host(const at::Tensor& weights, int64_t k) {
   return std::vector<acc_t>(p, p + k);
 }
 
-// One pass per block for K <= kMaxDirect: every output element is produced from its K inputs at
-// once, with K known at compile time so the loop vectorizes and nothing is staged in a buffer.
-constexpr int64_t kMaxDirect = 8;
-
-template <typename scalar_t, int K>
-void forward_block_direct(const scalar_t* const* x, const at::opmath_type<scalar_t>* w, int64_t start, int64_t len,
-                          scalar_t* o) {
+// The block loops for this CPU: float32 takes the AVX2 build of mixed_sum_blocks.inc where the CPU has
+// AVX2 (2x wider vectors; the loops are memory bound, but at NAS sizes much of the data is in cache and
+// the baseline SSE2 code was measurably slower); GOLDNAS_CPU_CAPABILITY=baseline forces the baseline.
+template <typename scalar_t>
+struct BlockLoops {
   using acc_t = at::opmath_type<scalar_t>;
-  const scalar_t* xs[K];
-  acc_t ws[K];
-  for (int k = 0; k < K; ++k) {
-    xs[k] = x[k] + start;
-    ws[k] = w[k];
-  }
-  scalar_t* ob = o + start;
-  for (int64_t i = 0; i < len; ++i) {
-    acc_t s = ws[0] * static_cast<acc_t>(xs[0][i]);
-    for (int k = 1; k < K; ++k) s += ws[k] * static_cast<acc_t>(xs[k][i]);
-    ob[i] = static_cast<scalar_t>(s);
-  }
-}
+  void (*forward)(const scalar_t* const*, const acc_t*, int64_t, int64_t, int64_t, scalar_t*, acc_t*) =
+      &forward_block<scalar_t, acc_t>;
+  void (*backward)(const scalar_t* const*, scalar_t* const*, const acc_t*, const acc_t*, int64_t, int64_t, int64_t,
+                   acc_t*) = &backward_block<scalar_t, acc_t>;
+};
 
 template <typename scalar_t>
-using ForwardBlockFn = void (*)(const scalar_t* const*, const at::opmath_type<scalar_t>*, int64_t, int64_t,
-                                scalar_t*);
-
-template <typename scalar_t>
-ForwardBlockFn<scalar_t> direct_forward(int64_t K) {
-  switch (K) {
-    case 1: return &forward_block_direct<scalar_t, 1>;
-    case 2: return &forward_block_direct<scalar_t, 2>;
-    case 3: return &forward_block_direct<scalar_t, 3>;
-    case 4: return &forward_block_direct<scalar_t, 4>;
-    case 5: return &forward_block_direct<scalar_t, 5>;
-    case 6: return &forward_block_direct<scalar_t, 6>;
-    case 7: return &forward_block_direct<scalar_t, 7>;
-    case 8: return &forward_block_direct<scalar_t, 8>;
-    default: return nullptr;
+BlockLoops<scalar_t> block_loops() {
+  BlockLoops<scalar_t> loops;
+#ifdef GOLDNAS_AVX2
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (cpu_capability() == kCapabilityAvx2) {
+      loops.forward = &mixed_sum_forward_block_avx2;
+      loops.backward = &mixed_sum_backward_block_avx2;
+    }
   }
+#endif
+  return loops;
 }
 
 template <typename scalar_t>
@@ -85,27 +75,11 @@ void forward_kernel(const std::vector<at::Tensor>& xs, const at::Tensor& weights
   scalar_t* o = out.mutable_data_ptr<scalar_t>();
   const int64_t kBlock = block_size(n);
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-  if (ForwardBlockFn<scalar_t> direct = direct_forward<scalar_t>(K)) {
-    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) direct(x.data(), w.data(), b * kBlock, std::min(kBlock, n - b * kBlock), o);
-    });
-    return;
-  }
-  // Large K: the inputs stream past a block accumulator that stays in cache.
+  const auto loops = block_loops<scalar_t>();
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    acc_t acc[kMaxBlock];
+    std::vector<acc_t> acc(K > kMaxDirect ? kBlock : 0);
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t start = b * kBlock;
-      const int64_t len = std::min(kBlock, n - start);
-      const scalar_t* x0 = x[0] + start;
-      for (int64_t i = 0; i < len; ++i) acc[i] = w[0] * static_cast<acc_t>(x0[i]);
-      for (int64_t k = 1; k < K; ++k) {
-        const scalar_t* xk = x[k] + start;
-        const acc_t wk = w[k];
-        for (int64_t i = 0; i < len; ++i) acc[i] += wk * static_cast<acc_t>(xk[i]);
-      }
-      scalar_t* ob = o + start;
-      for (int64_t i = 0; i < len; ++i) ob[i] = static_cast<scalar_t>(acc[i]);
+      loops.forward(x.data(), w.data(), K, b * kBlock, std::min(kBlock, n - b * kBlock), o, acc.data());
     }
   });
 }
@@ -128,8 +102,9 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
   const int64_t kBlock = block_size(n);
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   std::vector<acc_t> partial(static_cast<size_t>(blocks * K), acc_t(0));
+  const auto loops = block_loops<scalar_t>();
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    acc_t gb[kMaxBlock];
+    std::vector<acc_t> widened(std::is_same_v<scalar_t, acc_t> ? 0 : kBlock);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t start = b * kBlock;
       const int64_t len = std::min(kBlock, n - start);
@@ -138,38 +113,10 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
         gblock = g + start;
       } else {
-        for (int64_t i = 0; i < len; ++i) gb[i] = static_cast<acc_t>(g[start + i]);
-        gblock = gb;
+        for (int64_t i = 0; i < len; ++i) widened[i] = static_cast<acc_t>(g[start + i]);
+        gblock = widened.data();
       }
-      for (int64_t k = 0; k < K; ++k) {
-        const scalar_t* xk = x[k] + start;
-        acc_t lane[kLanes] = {};
-        const acc_t wk = w[k];
-        scalar_t* gxk = need_x ? gx[k] + start : nullptr;
-        int64_t i = 0;
-        // One pass per input: its gate-gradient dot product and its input gradient together.
-        if (gxk != nullptr) {
-          for (; i + kLanes <= len; i += kLanes) {
-            for (int j = 0; j < kLanes; ++j) {
-              const acc_t gv = gblock[i + j];
-              lane[j] += static_cast<acc_t>(xk[i + j]) * gv;
-              gxk[i + j] = static_cast<scalar_t>(wk * gv);
-            }
-          }
-          for (; i < len; ++i) {
-            lane[0] += static_cast<acc_t>(xk[i]) * gblock[i];
-            gxk[i] = static_cast<scalar_t>(wk * gblock[i]);
-          }
-        } else {
-          for (; i + kLanes <= len; i += kLanes) {
-            for (int j = 0; j < kLanes; ++j) lane[j] += static_cast<acc_t>(xk[i + j]) * gblock[i + j];
-          }
-          for (; i < len; ++i) lane[0] += static_cast<acc_t>(xk[i]) * gblock[i];
-        }
-        acc_t dot = 0;
-        for (int j = 0; j < kLanes; ++j) dot += lane[j];
-        partial[b * K + k] = dot;
-      }
+      loops.backward(x.data(), need_x ? gx.data() : nullptr, w.data(), gblock, K, start, len, &partial[b * K]);
     }
   });
   // Blocks are summed in a fixed order, in double, so the result does not depend on threading.
