@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one case and shorter timing")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     parser.add_argument("--fresh-pages", action="store_true",
-                        help="leave glibc malloc as it is (every large tensor a fresh mmap, page faults timed)")
+                        help="leave glibc malloc as it is (freed memory trimmed, page faults on fresh pages timed)")
     args = parser.parse_args()
     recycled = not args.fresh_pages and keep_freed_memory()
     device, dtype = args.device, getattr(torch, args.dtype)

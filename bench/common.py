@@ -16,12 +16,13 @@ def sync(device: str) -> None:
 
 
 def keep_freed_memory() -> bool:
-    """Makes glibc's malloc serve blocks up to 32 MiB from its heap and keep freed memory (``mallopt``
-    M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), as jemalloc/tcmalloc or a caching allocator would. PyTorch's CPU
-    allocator does not cache: by default every multi-MiB tensor is a fresh ``mmap`` whose first touch
-    page-faults, and on a 2-core VM that kernel time (most of the run's time in sys) swung the micro-benchmarks
-    by 2x at random, whichever mode happened to get recycled memory. Affects every mode alike; returns
-    whether it took effect (glibc only)."""
+    """Makes glibc's malloc serve blocks below 32 MiB from its heap and keep freed memory there
+    (``mallopt`` M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), as jemalloc/tcmalloc or a caching allocator would.
+    PyTorch's CPU allocator does not cache, and by default glibc gives heap memory back (trimming) and
+    keeps per-thread heaps, so multi-MiB tensors keep landing on fresh pages whose first touch page-faults:
+    on a 2-core VM that kernel time (in one run most of its time, in sys) swung the micro-benchmarks by 2x
+    at random, whichever mode happened to get recycled memory. Applied to every mode alike (modes that
+    allocate more gain more); returns whether it took effect (glibc only)."""
     import ctypes
     import ctypes.util
 

@@ -20,7 +20,8 @@ def cuda_version() -> int:
 
 def cpu_capability() -> str:
     """Which build of the CPU loops runs: ``'avx2'`` (float32 ``mixed_sum`` on CPUs with AVX2) or
-    ``'baseline'``; the environment variable ``GOLDNAS_CPU_CAPABILITY=baseline`` forces the baseline."""
+    ``'baseline'``. The environment variable ``GOLDNAS_CPU_CAPABILITY=baseline`` forces the baseline; it is
+    read once per process, at the first ``mixed_sum`` or ``cpu_capability()`` call, so set it before."""
     return {0: "baseline", 1: "avx2"}[int(torch.ops.goldnas._cpu_capability())]
 
 
