@@ -6,14 +6,13 @@ On CUDA the table also gives GB/s and the fraction of a device-to-device copy me
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_samples, environment, keep_freed_memory, markdown_table, paired_ratio, time_ms  # noqa: E402
+from common import compare_samples, environment, keep_freed_memory, markdown_table, median_ms, paired_ratio, time_ms  # noqa: E402
 
 from goldnas_fast.ops import mixed_sum, mixed_sum_ref  # noqa: E402
 
@@ -67,7 +66,7 @@ def main() -> None:
         if compiled is not None:
             fns["compile"] = lambda: step(compiled, xs, w, g)
         samples = compare_samples(fns, device, run_time, args.rounds)
-        times = {name: 1e3 * statistics.median(s) if s else float("nan") for name, s in samples.items()}
+        times = median_ms(samples)
         t_fused, t_eager, t_comp = times["fused"], times["eager"], times.get("compile", float("nan"))
         comp_ratio, comp_q1, comp_q3 = paired_ratio(samples, "compile", "fused")
         n = xs[0].numel()

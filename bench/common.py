@@ -88,9 +88,13 @@ def compare_ms(fns: dict[str, Callable[[], object]], device: str, min_run_time: 
                rounds: int = 9) -> dict[str, float]:
     """Median milliseconds per call of each function over the rounds of :func:`compare_samples` (NaN for
     a function that raised)."""
+    return median_ms(compare_samples(fns, device, min_run_time, rounds))
+
+
+def median_ms(samples: dict[str, list[float]]) -> dict[str, float]:
+    """Median milliseconds per call of each function's samples (seconds), NaN where there are none."""
     import statistics
 
-    samples = compare_samples(fns, device, min_run_time, rounds)
     return {name: 1e3 * statistics.median(s) if s else float("nan") for name, s in samples.items()}
 
 
