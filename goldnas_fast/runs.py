@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,14 @@ __all__ = ["RunDir", "atomic_write_bytes", "atomic_write_json"]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    """Writes ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+
+    The file gets the mode an ordinary new file gets (``0o666`` less the umask, plus any default ACL):
+    the temporary file is created with ``os.open(..., 0o666)``, not ``mkstemp``, whose ``0o600`` the
+    rename would keep and so hide the results from the colleagues the umask admits.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -31,8 +36,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Creates a new, uniquely named file next to ``path``; returns its descriptor and path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file next to {path}")
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
