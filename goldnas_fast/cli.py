@@ -1,7 +1,8 @@
 """The ``goldnas-fast`` command line: ``search``, ``train`` and ``nb201`` subcommands.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
-User errors (:class:`goldnas_fast.errors.UserError`) print one line and exit with status 2.
+User errors (:class:`goldnas_fast.errors.UserError`) print one line and exit with status 2; an
+interrupt (Ctrl-C) exits with status 130 after saying what the run directory kept.
 """
 from __future__ import annotations
 

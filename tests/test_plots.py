@@ -103,21 +103,21 @@ def test_search_plots_the_benchmark_metric_and_its_final_architecture(tmp_path: 
     from goldnas_fast.cli import main
 
     calls = []
-    real = pareto.plot_pareto
+    real = pareto._pareto_figure  # spied on here, whichever way the caller imported plot_pareto
 
-    def spy(points, front, path, *args, **kwargs):
-        calls.append((np.asarray(points), kwargs))
-        return real(points, front, path, *args, **kwargs)
+    def spy(points, front, title, background, xlabel, ylabel, final):
+        calls.append((np.asarray(points), ylabel, final))
+        return real(points, front, title, background, xlabel, ylabel, final)
 
-    monkeypatch.setattr(pareto, "plot_pareto", spy)
+    monkeypatch.setattr(pareto, "_pareto_figure", spy)
     out = tmp_path / "run"
     argv = ["search", "--algo", "darts", "--C", "4", "--N", "1", "--max-train", "32", "--batch-size", "16",
             "--epochs", "1", "--out", str(out)]
     assert main(argv) == 0
-    (points, kwargs), = calls
-    assert kwargs["ylabel"] == NB201_YLABEL
+    (points, ylabel, final_index), = calls
+    assert ylabel == NB201_YLABEL
     final = json.loads((out / "result.json").read_text())["final"]
-    assert tuple(points[kwargs["final"]]) == (final["cifar10_test_acc_200"], final["flops_m"])
+    assert tuple(points[final_index]) == (final["cifar10_test_acc_200"], final["flops_m"])
 
 
 # ------------------------------------------------------------------------------------------ curves.png
