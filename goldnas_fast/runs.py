@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,46 @@ import torch
 
 from goldnas_fast.errors import UserError
 
-__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_json"]
+__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_json", "opened_run_dirs", "describe_kept"]
+
+_OPENED: list[Path] = []  # run directories opened by this process, oldest first
+
+
+def opened_run_dirs() -> list[Path]:
+    """The run directories this process has opened (created or resumed), oldest first.
+
+    The command line compares this list before and after a command to tell, when it is interrupted,
+    which run directory the command wrote to (a search's default ``--out`` is only chosen inside it).
+    """
+    return list(_OPENED)
+
+
+def describe_kept(path: Path) -> str:
+    """What an interrupted run left in ``path``, in words: the checkpoint's epoch, or the files there."""
+    checkpoint = path / RunDir.CHECKPOINT
+    if checkpoint.exists():
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+            epoch = int(state["epochs_done"] if "epochs_done" in state else state["epoch"])
+        except Exception:  # noqa: BLE001 - this only words a message; the file is checked on resume
+            return f"{path} keeps {RunDir.CHECKPOINT}; continue with --resume"
+        return f"{path} keeps the checkpoint of epoch {epoch}; continue with --resume"
+    files = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if path.is_dir() else []
+    held = ", ".join(files) if files else "nothing"
+    return (f"no epoch was completed, so no checkpoint was written; {path} holds {held} "
+            "(--resume starts it from epoch 1)")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    """Writes ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+
+    The file gets the mode an ordinary new file gets (``0o666`` less the umask, plus any default ACL):
+    the temporary file is created with ``os.open(..., 0o666)``, not ``mkstemp``, whose ``0o600`` the
+    rename would keep and so hide the results from the colleagues the umask admits.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -31,8 +64,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Creates a new, uniquely named file next to ``path``; returns its descriptor and path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file next to {path}")
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -63,6 +108,7 @@ class RunDir:
                 atomic_write_json(config_file, {"kind": kind, "config": self.config})
         except OSError as exc:
             raise UserError(f"--out {self.path}: cannot create the run directory ({exc})") from None
+        _OPENED.append(self.path)
 
     @staticmethod
     def check(path: str | Path, kind: str, config: Mapping[str, Any], resume: bool = False) -> dict[str, Any]:

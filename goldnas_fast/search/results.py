@@ -48,7 +48,8 @@ def finish_nb201_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: str, r
     run_dir.write_result(result)
     plot_pareto(points, front, run_dir.path / "pareto.png",
                 title=f"NAS-Bench-201 {cfg['algo']} search: recorded architectures",
-                background=(bench.column("cifar10-test-200"), bench.column("flops_m")))
+                background=(bench.column("cifar10-test-200"), bench.column("flops_m")),
+                ylabel="NAS-Bench-201 CIFAR-10 test accuracy (200 epochs, %)", final=len(points) - 1)
     stop = f", stop: {result['stop_reason']}" if result.get("stop_reason") else ""
     print(f"table index {final['index']} | FLOPs {final['flops_m']:.2f}M | params {final['params_m']:.3f}M | "
           f"search {seconds:.0f}s{stop} | results in {run_dir.path}")
@@ -84,7 +85,8 @@ def finish_goldnas_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: dict
     }
     run_dir.write_result(result)
     if points:
-        plot_pareto(points, front, run_dir.path / "pareto.png", title="GOLD-NAS space: recorded architectures")
+        plot_pareto(points, front, run_dir.path / "pareto.png", title="GOLD-NAS space: recorded architectures",
+                    ylabel="supernet training accuracy when recorded (%, a proxy)", final=len(points) - 1)
     print(f"final genotype: {sum(len(c) for c in final_arch.get('cells', []))} operators, "
           f"FLOPs {last['flops_m']}M | search {seconds:.0f}s | results in {run_dir.path}")
     return result

@@ -62,12 +62,13 @@ def summary_line(result: Mapping[str, Any]) -> str:
 def finish(trainer: Any, target: Any, split_info: Mapping[str, Any], config: Mapping[str, Any],
            wall_seconds: float) -> int:
     """Writes ``curves.png`` and, if every epoch is done, ``result.json``; prints the last line."""
+    from goldnas_fast.text import plural
     from goldnas_fast.train.plots import plot_curves
 
     run, p = trainer.run, trainer.protocol
     if trainer.history:
-        plot_curves(trainer.history, run.path / "curves.png",
-                    title=f"{target.label}, protocol {p.name} ({p.epochs} epochs), split {split_info['name']}")
+        title = f"{target.label}, protocol {p.name} ({plural(p.epochs, 'epoch')}), split {split_info['name']}"
+        plot_curves(trainer.history, run.path / "curves.png", title=title)
     if trainer.epochs_done < p.epochs:
         print(f"stopped after epoch {trainer.epochs_done}/{p.epochs}; continue with --resume", file=sys.stderr)
         return 0
