@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 import goldnas_fast.ops
+from goldnas_fast.nn.flops import count_macs
 from goldnas_fast.spaces.goldnas import (CELL_EDGES, DEFAULT_OPS, OPS, Genotype, GoldNasSearchNetwork, build_network,
-                                         count_architectures, count_macs, network_cost, op_flops, op_params)
+                                         count_architectures, network_cost, op_flops, op_params)
 from goldnas_fast.spaces.goldnas.network import RetrainCell
 from goldnas_fast.spaces.goldnas.ops import make_op
 from tests.float_error import assert_as_accurate

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from goldnas_fast.devices import parse_device
 from goldnas_fast.errors import UserError
 
 __all__ = ["add_arguments", "run"]
@@ -55,24 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: stop as if interrupted
 
 
-def _device(name: str) -> torch.device:
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device must be cpu or cuda[:N], got {name!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is available (this torch: "
-                            f"{torch.__version__}); use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-    elif dev.type != "cpu":
-        raise UserError(f"--device must be cpu or cuda[:N], got {name!r}")
-    return dev
-
-
 def _positive(value: int | None, name: str, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
@@ -104,21 +87,18 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.eval_every, "--eval-every", allow_none=False)
     _positive(args.max_train, "--max-train")
     _positive(args.stop_after, "--stop-after")
-    device = _device(args.device)
+    device = parse_device(args.device)
     inputs, source = _load_inputs(args, split, protocol, device)
     return _train(args, protocol, target, inputs, source, split, device)
 
 
 def _load_inputs(args: argparse.Namespace, split: str, protocol: Any, device: torch.device) -> tuple[Any, str]:
-    from goldnas_fast.data import load_cifar10
+    from goldnas_fast.data.open import open_cifar10
     from goldnas_fast.train.inputs import SPLITS, make_inputs
 
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    try:
-        arrays = load_cifar10(args.data, max_train=args.max_train)
-    except (FileNotFoundError, ValueError, OSError, EOFError) as exc:
-        raise UserError(f"--data {args.data or '(embedded sample)'}: {exc}") from None
+    arrays = open_cifar10(args.data, max_train=args.max_train)
     inputs = make_inputs(arrays, split, protocol, device, seed=args.seed, embedded_sample=args.data is None,
                          channels_last=args.channels_last)
     return inputs, arrays.source
