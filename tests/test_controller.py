@@ -10,7 +10,7 @@ import torch
 
 from goldnas_fast.search.controller import (GoldNasConfig, GoldNasController, apply_pruning,
                                             normalized_weights_np, one_op_per_edge, prune, surviving_per_edge)
-from goldnas_fast.search.layout import GateLayout
+from goldnas_fast.nn.gate_layout import GateLayout
 
 BIG = 10.0  # a logit that keeps a pair comfortably alive
 

@@ -12,7 +12,7 @@ import goldnas_fast.ops
 from goldnas_fast.nb201 import EDGES, OPS, cost, format_arch
 from goldnas_fast.nb201.arch import to_ops
 from goldnas_fast.nb201.blocks import ResNetBasicBlock
-from goldnas_fast.nb201.search_network import SearchNetwork
+from goldnas_fast.nb201 import SearchNetwork
 from goldnas_fast.nn import DAGCell
 from tests.float_error import assert_as_accurate
 

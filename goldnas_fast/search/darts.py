@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from goldnas_fast.search.distributed import Context
-from goldnas_fast.search.spaces import SearchSpace
+from goldnas_fast.spaces.adapter import SearchSpace
 
 __all__ = ["DartsConfig", "DartsSearch"]
 

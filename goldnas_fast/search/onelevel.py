@@ -18,7 +18,7 @@ import torch
 from goldnas_fast.search.controller import EpochDecision, GoldNasConfig, GoldNasController
 from goldnas_fast.search.distributed import Context
 from goldnas_fast.search.resource import ResourceTerm
-from goldnas_fast.search.spaces import SearchSpace
+from goldnas_fast.spaces.adapter import SearchSpace
 
 __all__ = ["OneLevelConfig", "GoldNasSearch"]
 
@@ -44,7 +44,7 @@ class OneLevelConfig:
 
 
 class GoldNasSearch:
-    """Runs GOLD-NAS on a :class:`~goldnas_fast.search.spaces.SearchSpace`.
+    """Runs GOLD-NAS on a :class:`~goldnas_fast.spaces.adapter.SearchSpace`.
 
     On NAS-Bench-201 the search also stops once every edge keeps at most one operator (``goldnas.md`` §9).
 
@@ -65,9 +65,9 @@ class GoldNasSearch:
         self.gold = gold
         net = space.network.to(device)
         self.alpha = space.alpha()
-        self.info = space.pair_info()
-        self.controller = GoldNasController(gold, self.info)
-        self.resource = ResourceTerm.from_config(self.info, opt.resource, gold, device=device)
+        self.layout = space.gate_layout()
+        self.controller = GoldNasController(gold, self.layout)
+        self.resource = ResourceTerm.from_config(self.layout, opt.resource, gold, device=device)
         self.weights_opt = torch.optim.SGD(net.weight_parameters(), lr=opt.lr_weights, momentum=opt.momentum,
                                            weight_decay=opt.weight_decay)
         self.alpha_opt = torch.optim.SGD([self.alpha], lr=opt.lr_alpha, momentum=opt.momentum,

@@ -67,10 +67,9 @@ def search_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _device_type(device: str) -> str:
-    try:
-        return torch.device(device).type
-    except RuntimeError:
-        raise UserError(f"--device {device!r} is not a device (expected cpu or cuda[:i])") from None
+    from goldnas_fast.devices import parse_device
+
+    return parse_device(device).type
 
 
 def _seed_everything(seed: int) -> None:
@@ -93,16 +92,10 @@ def _seed_epoch(seed: int, epoch: int) -> None:
 
 
 def _load_data(cfg: dict[str, Any]):
-    from goldnas_fast.data.cifar import load_cifar10
+    from goldnas_fast.data.open import open_cifar10
 
-    try:
-        data = load_cifar10(None if cfg["data"] == "embedded-sample" else cfg["data"], max_train=cfg["max_train"],
-                            max_test=0)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"--data: {exc}") from None
-    if data.num_train < 2:
-        raise UserError(f"--data {cfg['data']}: needs at least 2 training images, found {data.num_train}")
-    return data
+    return open_cifar10(None if cfg["data"] == "embedded-sample" else cfg["data"], max_train=cfg["max_train"],
+                        max_test=0, min_train=2)
 
 
 def _on_main(ctx, fn: Callable[[], Any]) -> Any:
@@ -181,7 +174,7 @@ class _Supernet:
 def _build_supernet(cfg: dict[str, Any], ctx) -> _Supernet:
     from goldnas_fast.data.loader import DeviceLoader
     from goldnas_fast.data.split import seeded_split
-    from goldnas_fast.search.spaces import make_space
+    from goldnas_fast.spaces import make_space
 
     device = ctx.device
     data = _load_data(cfg)
