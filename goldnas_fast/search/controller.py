@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from goldnas_fast.errors import ConfigError
 from goldnas_fast.nn.gate_layout import GateLayout, require_layout
 
 __all__ = [
@@ -86,8 +87,8 @@ class GoldNasConfig:
     max_epochs: int | None = None
 
     def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"GoldNasConfig: {name} must be {expected}, got {getattr(self, name)!r}")
+        def bad(name: str, expected: str) -> ConfigError:
+            return ConfigError("GoldNasConfig", name, expected, getattr(self, name))
 
         def num(name: str) -> float:
             v = getattr(self, name)

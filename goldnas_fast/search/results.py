@@ -5,9 +5,16 @@ from typing import Any
 
 from goldnas_fast.runs import RunDir
 
-__all__ = ["finish_nb201_result", "finish_goldnas_result"]
+__all__ = ["finish_nb201_result", "finish_goldnas_result", "stop_reason"]
 
 ACCURACY_KEY = "cifar10_test_acc_200"
+
+
+def stop_reason(history: list[dict[str, Any]]) -> str:
+    """Why a supernet search ended: the last record's reason (the controller's ``'one_op_per_edge'``,
+    ``'flops_min'``, ``'exhausted'``, ...) or ``'epoch_limit'``."""
+    reason = history[-1].get("stop_reason") if history else None
+    return reason or "epoch_limit"
 
 
 def _nb201_facts(arch: str) -> dict[str, Any]:
