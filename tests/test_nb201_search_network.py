@@ -322,7 +322,7 @@ def test_pair_flops_sum_to_the_benchmark_cost(gate):
     net = SearchNetwork(gate=gate, backend="reference")  # C = 16, N = 5, 10 classes, 32x32
     flops = net.pair_flops_m()
     assert len(flops) == net.num_pairs
-    official = {0: 15.64737, 11: 113.95137, 284: 11.71521}  # nasbench201.md §1.5
+    official = {0: 15.64737, 11: 113.95137, 284: 11.71521}  # docs/method/nasbench201.md §1.5
     rng = random.Random(0)
     for index in [0, 11, 284, 1835, 6111, 9930, 13714, 857] + rng.sample(range(15625), 20):
         ops = to_ops(index)

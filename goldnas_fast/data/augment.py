@@ -40,7 +40,7 @@ NB201_CIFAR10_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 # measured statistics below in the 7th digit; the code's values are kept for protocol fidelity.
 DARTS_CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
 DARTS_CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
-# Per-channel mean/std of the 50k training images in [0, 1] (shared/data/cifar10/README.md).
+# Per-channel mean/std of the 50k CIFAR-10 training images in [0, 1].
 CIFAR10_TRAIN_MEAN = (0.49139968, 0.48215841, 0.44653091)
 CIFAR10_TRAIN_STD = (0.24703223, 0.24348513, 0.26158784)
 

@@ -2,7 +2,7 @@ r"""The host-side GOLD-NAS controller: pruning, the lambda schedule, plateau rec
 
 Once per epoch the search copies the gate logits ``alpha`` to the host and calls
 :meth:`GoldNasController.end_epoch`, which applies Algorithm 1's end-of-epoch steps
-(``goldnas.md`` "Algorithm 1 at a glance", §3.5–§3.8):
+(``docs/method/goldnas.md`` "Algorithm 1 at a glance", §3.5–§3.8):
 
 1. **Prune** (repeat ``n0`` times; normalized weights :math:`w_o = \sigma_o / S_j` with :math:`S_j` over
    every live pair entering node ``j``, recomputed after every removal):
@@ -53,7 +53,7 @@ ArchitectureFn = Callable[[np.ndarray, np.ndarray], Any]
 
 @dataclass(frozen=True)
 class GoldNasConfig:
-    """Hyper-parameters of the GOLD-NAS controller (defaults of ``goldnas.md`` §3.1, §9).
+    """Hyper-parameters of the GOLD-NAS controller (defaults of ``docs/method/goldnas.md`` §3.1, §9).
 
     Attributes:
         xi_min: normalized weight at or below which a live pair is pruned at once.
@@ -243,13 +243,13 @@ def prune(alpha: np.ndarray, alive: np.ndarray, layout: GateLayout, xi_min: floa
 # ------------------------------------------------------------------------------------------- stop rules
 
 def flops_below(layout: GateLayout, flops_min: float) -> StopRule:
-    """Stop once ``fixed + live FLOPs < flops_min`` (``goldnas.md`` §3.8)."""
+    """Stop once ``fixed + live FLOPs < flops_min`` (``docs/method/goldnas.md`` §3.8)."""
     require_layout(layout, "flops_below")
     return lambda alive: layout.discrete_flops_m(alive) < flops_min
 
 
 def one_op_per_edge(layout: GateLayout) -> StopRule:
-    """Stop once every edge keeps at most one live pair (NAS-Bench-201 mode, ``goldnas.md`` §9)."""
+    """Stop once every edge keeps at most one live pair (NAS-Bench-201 mode, ``docs/method/goldnas.md`` §9)."""
     require_layout(layout, "one_op_per_edge")
     edge = np.asarray(layout.edge, dtype=np.int64)
 

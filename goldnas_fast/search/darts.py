@@ -4,7 +4,7 @@ Softmax gates over the 5 operators of each edge (``none`` included), bi-level: p
 step of the architecture parameters on a batch of the ``valid`` half (lr 3e-4, betas (0.5, 0.999),
 weight decay 1e-3), then one SGD step of the weights on a batch of the ``train`` half (Nesterov
 momentum 0.9, weight decay 5e-4, cosine lr 0.025 -> 0.001 per epoch, gradient clip 5), first-order
-(no unrolled step). The architecture is the per-edge argmax (``nasbench201.md`` §1.6, §2.2).
+(no unrolled step). The architecture is the per-edge argmax (``docs/method/nasbench201.md`` §1.6, §2.2).
 """
 from __future__ import annotations
 

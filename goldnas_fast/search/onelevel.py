@@ -1,7 +1,7 @@
 """The GOLD-NAS search loop (Algorithm 1): one-level training of weights and gates, pruning per epoch.
 
 Per mini-batch: ``L = CE (+ 0.4 CE_aux) + lambda * R(alpha)``, one backward pass, the weight gradient
-clipped to norm 5, then an SGD step for the gates and one for the weights (``goldnas.md`` §3.2).
+clipped to norm 5, then an SGD step for the gates and one for the weights (``docs/method/goldnas.md`` §3.2).
 Per epoch, on the host and once: the gate logits are copied, the controller prunes, adapts lambda,
 records the architecture at the end of a stable plateau and decides whether to stop. Nothing in the
 per-step path reads a device value back, so a GPU runs without per-step synchronisation.
@@ -36,7 +36,7 @@ GOLDNAS_SPACE_FLOPS_MIN = 240.0  # M, the CIFAR-10 stop rule of the GOLD-NAS spa
 
 @dataclass
 class OneLevelConfig:
-    """Optimizer settings of the one-level search (defaults of ``goldnas.md`` §3.1)."""
+    """Optimizer settings of the one-level search (defaults of ``docs/method/goldnas.md`` §3.1)."""
 
     lr_weights: float = 0.01
     lr_alpha: float = 1.0
@@ -107,7 +107,7 @@ class GoldNasSearchConfig(SupernetConfig):
 class GoldNasSearch(SearchAlgorithm):
     """Runs GOLD-NAS on a :class:`~goldnas_fast.spaces.adapter.SearchSpace`.
 
-    On NAS-Bench-201 the search also stops once every edge keeps at most one operator (``goldnas.md`` §9).
+    On NAS-Bench-201 the search also stops once every edge keeps at most one operator (``docs/method/goldnas.md`` §9).
 
     Args:
         space: the supernet with sigmoid gates.

@@ -1,6 +1,6 @@
 r"""The GOLD-NAS resource regularizer :math:`R(\alpha)` as differentiable, vectorized torch functions.
 
-Two forms (``goldnas.md`` §3.3 and §8):
+Two forms (``docs/method/goldnas.md`` §3.3 and §8):
 
 * ``log`` (the form of the documented implementation, with the node sum fixed as in §3.9):
 

@@ -1,4 +1,4 @@
-"""The enlarged GOLD-NAS search space (``goldnas.md`` §1): super-network, genotypes, re-training network.
+"""The enlarged GOLD-NAS search space (``docs/method/goldnas.md`` §1): super-network, genotypes, re-training network.
 
 * :class:`GoldNasSearchNetwork`: DARTS skeleton with independent cells and one sigmoid gate per
   (cell, edge, op); per-pair FLOPs/params, expected and discrete cost, pruning masks, fused or

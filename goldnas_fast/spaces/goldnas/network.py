@@ -1,4 +1,4 @@
-"""The re-training network of a GOLD-NAS genotype (``goldnas.md`` §6): exactly the genotype's cells.
+"""The re-training network of a GOLD-NAS genotype (``docs/method/goldnas.md`` §6): exactly the genotype's cells.
 
 Same skeleton as the super-network (stem, cells with reductions at ``L // 3`` and ``2L // 3``, auxiliary
 head after cell ``2L // 3``, global pooling, linear classifier) and the same depth. Each cell computes
@@ -91,7 +91,7 @@ class GoldNasNetwork(nn.Module):
     """Re-training network of a genotype; ``forward(x)`` returns ``(logits, aux_logits)``.
 
     ``aux_logits`` is None in eval mode or without the auxiliary head. Set ``drop_path_prob`` each epoch
-    (DARTS ramps it linearly from 0 to 0.2, ``goldnas.md`` §6).
+    (DARTS ramps it linearly from 0 to 0.2, ``docs/method/goldnas.md`` §6).
     """
 
     def __init__(self, genotype: Genotype, C: int = 36, num_classes: int = 10, auxiliary: bool = True,

@@ -1,6 +1,6 @@
 r"""The GOLD-NAS super-network: DARTS macro skeleton, independent cells, sigmoid gate per (cell, edge, op).
 
-Skeleton (``goldnas.md`` §1.1): stem (3x3 conv to 3C, BN); ``layers`` cells with reductions at
+Skeleton (``docs/method/goldnas.md`` §1.1): stem (3x3 conv to 3C, BN); ``layers`` cells with reductions at
 ``L // 3`` and ``2L // 3`` (channels double); each cell pre-processes its inputs (cells k-2, k-1) with
 1x1 ReLU-Conv-BN (FactorizedReduce after a reduction), has 4 intermediate nodes and 14 edges, and
 concatenates the 4 nodes; global average pooling and a linear classifier; an auxiliary head after
@@ -9,7 +9,7 @@ cell ``2L // 3``. Every (cell, edge, op) *pair* has its own architecture paramet
 
 .. math:: x_j = \sum_{(p \to j, o)\ \mathrm{alive}} \sigma(\alpha_{c, p \to j, o})\, o(x_p)
 
-(raw sigmoid, not normalized, ``goldnas.md`` §2.1). Pairs are flattened cell by cell, then edge by edge
+(raw sigmoid, not normalized, ``docs/method/goldnas.md`` §2.1). Pairs are flattened cell by cell, then edge by edge
 (DARTS order: node 2 from 0, 1; node 3 from 0, 1, 2; ...), then operator by operator (``pairs``).
 
 Cells are :class:`goldnas_fast.nn.DAGCell`: ``backend='fused'`` sums each node with one ``node_sum`` call
@@ -47,7 +47,7 @@ def count_architectures(layers: int = 14, num_ops: int = 2) -> int:
     r"""Number of discrete networks: :math:`\left(\prod_{j=2}^{5} (2^{\,n_{ops}\, j} - 1)\right)^{L}`.
 
     Node ``j`` has ``j`` incoming edges, each with ``num_ops`` on/off switches, and keeps at least one
-    (``goldnas.md`` §1.4: ``246,517,425`` per cell with 2 ops; ``>10^117`` for 14 cells).
+    (``docs/method/goldnas.md`` §1.4: ``246,517,425`` per cell with 2 ops; ``>10^117`` for 14 cells).
     """
     check_int("layers", layers)
     check_int("num_ops", num_ops)
@@ -197,7 +197,7 @@ class GoldNasSearchNetwork(Supernet):
 
         Computed from the real layer shapes (:func:`~goldnas_fast.spaces.goldnas.ops.op_flops`). At
         ``input_size=32`` the ``sep_conv_3x3`` and stride-2 ``skip_connect`` values equal the unofficial
-        code's formulas (``goldnas.md`` §3.4: 3.32 / 2.99 / 2.82 M for sep_conv_3x3 at C = 36 / 72 / 144),
+        code's formulas (``docs/method/goldnas.md`` §3.4: 3.32 / 2.99 / 2.82 M for sep_conv_3x3 at C = 36 / 72 / 144),
         which hard-code a 32x32 map and therefore are wrong at other resolutions (e.g. 4x too small
         at 64x64); §3.4 also gives every other operator 0, whereas ``sep_conv_5x5`` and ``dil_conv_*``
         are counted here.
@@ -213,7 +213,7 @@ class GoldNasSearchNetwork(Supernet):
 
         BN, pooling and the auxiliary head (training only) are not counted. At C = 36, 14 cells and 32x32
         this is 163.57 M (it scales with ``input_size`` squared), 2.45 M below the unofficial code's
-        hard-coded ``base_flops = 166.02`` (``goldnas.md`` §3.4, whose independent count gives "about
+        hard-coded ``base_flops = 166.02`` (``docs/method/goldnas.md`` §3.4, whose independent count gives "about
         164 M"). With the 613.45 M of all 392 pairs the full super-network costs 777.03 M (§3.4: about
         779 M with 166.02).
         """

@@ -1,6 +1,6 @@
 r"""The NAS-Bench-201 weight-sharing supernet on :class:`goldnas_fast.nn.DAGCell`.
 
-Skeleton as the official search nets (``nasbench201.md`` §1.4): stem (3x3 conv, BN), ``N`` cells at
+Skeleton as the official search nets (``docs/method/nasbench201.md`` §1.4): stem (3x3 conv, BN), ``N`` cells at
 ``C``, a ``ResNetBasicBlock`` reduction, ``N`` cells at ``2C``, a reduction, ``N`` cells at ``4C``,
 then BN + ReLU, global average pooling and a linear classifier. Stem, reductions and head use affine
 BN with running statistics, in the search nets too.
@@ -12,10 +12,10 @@ every cell, while each cell has its own operator weights. Node ``t`` of every ce
 
 with the gates ``w`` of the chosen rule:
 
-* ``gate='sigmoid'`` (GOLD-NAS on NB201, ``goldnas.md`` §9): candidates ``skip_connect``,
+* ``gate='sigmoid'`` (GOLD-NAS on NB201, ``docs/method/goldnas.md`` §9): candidates ``skip_connect``,
   ``nor_conv_1x1``, ``nor_conv_3x3``, ``avg_pool_3x3`` (24 pairs), ``alpha`` of shape ``(24,)``,
   initialized to 0, :math:`w = \sigma(\alpha)`.
-* ``gate='softmax'`` (DARTS, ``nasbench201.md`` §1.6): all 5 ops including ``none`` (30 pairs),
+* ``gate='softmax'`` (DARTS, ``docs/method/nasbench201.md`` §1.6): all 5 ops including ``none`` (30 pairs),
   ``alpha = 1e-3 * randn(6, 5)``, :math:`w = \mathrm{softmax}(\alpha, -1)` per edge. The ``none`` op
   outputs zeros, so it is never computed: its pairs are permanently dead in the cells' masks and it
   acts only through the softmax denominator (the same values and gradients as ``x.mul(0.)``).
@@ -187,7 +187,7 @@ class SearchNetwork(Supernet):
     def pair_flops_m(self) -> list[float]:
         """FLOPs (M) each pair adds to the discrete network, summed over all ``3N`` cells.
 
-        Benchmark counting rule (``nasbench201.md`` §1.5, evaluation net: bias-free convs):
+        Benchmark counting rule (``docs/method/nasbench201.md`` §1.5, evaluation net: bias-free convs):
         ``N * sum_s k^2 C_s^2 h_s^2`` for ``nor_conv_kxk``, 0 for ``none``, ``skip_connect`` and
         ``avg_pool_3x3``. ``fixed_flops_m() + sum(kept pairs)`` is the arch's official FLOPs.
         """
