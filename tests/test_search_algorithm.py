@@ -32,7 +32,7 @@ def test_every_config_field_names_an_option_of_the_command_line(name: str) -> No
 def test_options_default_to_unset() -> None:
     args = search_parser().parse_args([])
     set_ = {k: v for k, v in vars(args).items() if v is not None and not k.startswith("_")}
-    assert set_ == {"resume": False, "distributed": False}
+    assert set_ == {"resume": False, "distributed": False, "no_progress": False}
 
 
 @pytest.mark.parametrize(("argv", "option"), [

@@ -25,16 +25,14 @@ Progress = Callable[[dict[str, float]], None]
 """Called after each training step with ``{"n": images of this process's step}``."""
 
 
-def epoch_line(r: dict[str, Any]) -> str:
-    """One line about a supernet epoch's record: loss, accuracy, pruning facts, FLOPs, time, stop reason.
-
-    ``FLOPs`` is the searched supernet's discrete network (the space's own cost model).
-    """
+def epoch_line(r: dict[str, Any], flops_label: str = "FLOPs") -> str:
+    """One line about a supernet epoch's record: loss, accuracy, pruning facts, FLOPs (labelled with
+    ``flops_label``, which says whose FLOPs they are), time, stop reason."""
     parts = [f"epoch {r['epoch']}", f"loss {r['loss']:.3f}", f"acc {r['accuracy']:.1f}%"]
     if "lambda" in r:
         parts += [f"lambda {r['lambda']:.2e}", f"surviving {r['surviving']}", f"pruned {r['pruned']}"]
     if r.get("flops_m") is not None:
-        parts.append(f"FLOPs {r['flops_m']:.1f}M")
+        parts.append(f"{flops_label} {r['flops_m']:.1f}M")
     parts.append(f"{r['seconds']:.0f}s")
     if r.get("stop_reason"):
         parts.append(f"stop: {r['stop_reason']}")

@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mt = p.add_argument_group("random / evolution (table queries)")
     mt.add_argument("--evaluations", type=int,
                     help=f"architectures evaluated (default {MultiTrialConfig.evaluations})")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar and no per-epoch lines (without a terminal on stderr there is no bar "
+                        "anyway, only one line per epoch)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel under torchrun (torch.distributed, DDP; NCCL on GPU, gloo on CPU)")
 

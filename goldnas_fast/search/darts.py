@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from goldnas_fast.errors import ConfigError
-from goldnas_fast.search.algorithm import Progress, SearchAlgorithm
+from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
 from goldnas_fast.search.config import SupernetConfig, option
 from goldnas_fast.search.distributed import Context
 from goldnas_fast.spaces.adapter import SearchSpace
@@ -102,6 +102,10 @@ class DartsSearch(SearchAlgorithm):
 
     def progress_total(self) -> int | None:
         return self._images_per_epoch
+
+    def epoch_line(self, record: dict[str, Any]) -> str | None:
+        # the architecture's cost in the benchmark's evaluation network (C=16, N=5), as the table has it
+        return epoch_line(record, "NAS-Bench-201 network FLOPs")
 
     def run_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, Any]:
         """One epoch; DARTS has no plateaus, so every epoch whose argmax architecture is new is recorded."""

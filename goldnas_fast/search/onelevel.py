@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from goldnas_fast.errors import ConfigError
-from goldnas_fast.search.algorithm import Progress, SearchAlgorithm
+from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
 from goldnas_fast.search.config import SupernetConfig, option
 from goldnas_fast.search.controller import EpochDecision, GoldNasConfig, GoldNasController
 from goldnas_fast.search.distributed import Context
@@ -157,7 +157,11 @@ class GoldNasSearch(SearchAlgorithm):
     def progress_note(self) -> str | None:
         # host-side facts only: loss and accuracy would cost a device sync per step; the epoch line has them
         return (f"lambda {self.controller.lam:.2e} | surviving {int(self.controller.alive.sum())} | "
-                f"FLOPs {self.discrete_flops_m():.1f}M")
+                f"supernet FLOPs {self.discrete_flops_m():.1f}M")
+
+    def epoch_line(self, record: dict[str, Any]) -> str | None:
+        # the searched supernet's discrete network, not the benchmark's evaluation network
+        return epoch_line(record, "supernet FLOPs")
 
     def run_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, Any]:
         """One epoch of Algorithm 1: train on ``loaders[0]`` with the current lambda, then prune."""

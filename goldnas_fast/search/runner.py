@@ -7,7 +7,7 @@ It knows no algorithm: everything algorithm-specific sits behind
 from __future__ import annotations
 
 import argparse
-import datetime
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from goldnas_fast import outdirs
 from goldnas_fast.errors import UserError
+from goldnas_fast.progress import progress_bar
 from goldnas_fast.runs import RunDir
 from goldnas_fast.search import distributed as dist_utils
 from goldnas_fast.search.algorithm import SearchAlgorithm
@@ -30,8 +32,7 @@ STREAM_GLOBAL = 1  # epoch_seed stream of the per-epoch global RNG seed (the loa
 
 def default_out(config: SearchConfig) -> Path:
     """``runs/search-SPACE-ALGO-sSEED-TIME``, the run directory when ``--out`` is not given."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"search-{config.space}-{config.algo}-s{config.seed}-{stamp}"
+    return outdirs.default_out("search", config.space, config.algo, f"s{config.seed}")
 
 
 def _seed_epoch(seed: int, epoch: int) -> None:
@@ -71,7 +72,8 @@ def run_search(args: argparse.Namespace) -> int:
     _on_main(ctx, lambda: RunDir.check(out, "search", record, resume=args.resume))  # refuse early, write nothing
     algo = algo_cls.build(config, ctx)
     run_dir = _on_main(ctx, lambda: RunDir(out, "search", record, resume=args.resume))
-    return _loop(algo, config.seed, run_dir if ctx.is_main else None, ctx, out)
+    show = not getattr(args, "no_progress", False)
+    return _loop(algo, config.seed, run_dir if ctx.is_main else None, ctx, out, resume=args.resume, show=show)
 
 
 def _resume_state(run_dir: RunDir, algo: SearchAlgorithm, out: Path) -> tuple[int, list[dict[str, Any]], float]:
@@ -96,10 +98,25 @@ def _resume_state(run_dir: RunDir, algo: SearchAlgorithm, out: Path) -> tuple[in
     return epoch, history, seconds
 
 
-def _loop(algo: SearchAlgorithm, seed: int, run_dir: RunDir | None, ctx, out: Path) -> int:
+def _resume_note(out: Path, history: list[dict[str, Any]], epochs: int) -> str:
+    """What ``--resume`` found: a finished run, or the epoch an unfinished one continues after."""
+    done = len(history)
+    if done and (history[-1].get("stop") or done >= epochs):
+        reason = history[-1].get("stop_reason") or "done"
+        return f"{out}: the search had already finished after epoch {done}/{epochs} (stop: {reason}); " \
+               "writing its result again"
+    if done:
+        return f"resuming {out} after epoch {done}/{epochs}"
+    return f"resuming {out} from the start (it holds no checkpoint yet)"
+
+
+def _loop(algo: SearchAlgorithm, seed: int, run_dir: RunDir | None, ctx, out: Path, resume: bool = False,
+          show: bool = True) -> int:
     start_epoch, history, seconds = _on_main(ctx, lambda: _resume_state(run_dir, algo, out))
     if ctx.world_size > 1 and start_epoch:
         algo.load_state_dict(ctx.broadcast_object(algo.state_dict()))
+    if resume and ctx.is_main:
+        print(_resume_note(out, history, algo.epochs), file=sys.stderr)
 
     stopped = bool(history and history[-1].get("stop"))
     epoch = start_epoch
@@ -107,8 +124,8 @@ def _loop(algo: SearchAlgorithm, seed: int, run_dir: RunDir | None, ctx, out: Pa
         t0 = time.perf_counter()
         _seed_epoch(seed, epoch)
         total = algo.progress_total()
-        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{algo.epochs}", unit="img", leave=False,
-                   disable=total is None or not ctx.is_main)
+        bar = progress_bar(total, f"epoch {epoch + 1}/{algo.epochs}", "img", leave=False,
+                           enabled=show and total is not None and ctx.is_main)
         note = algo.progress_note()
         if note:
             bar.set_postfix_str(note, refresh=False)
@@ -125,7 +142,7 @@ def _loop(algo: SearchAlgorithm, seed: int, run_dir: RunDir | None, ctx, out: Pa
             run_dir.log(record)
             run_dir.save_checkpoint({"config": run_dir.config, "epoch": epoch, "history": history,
                                      "seconds": seconds, "algo": algo.state_dict()})
-            line = algo.epoch_line(record)
+            line = algo.epoch_line(record) if show else None
             if line:
                 tqdm.write(line)
     if ctx.is_main:

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--max-train", type=int, help="use only the first N training images (official order)")
     run_.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     run_.add_argument("--seed", type=int, default=0, help="run seed (weights, order, augmentation, drop-path)")
-    run_.add_argument("--out", help="run directory (must be new, or hold this run with --resume)")
+    run_.add_argument("--out", help="run directory (must be new, or hold this run with --resume; default "
+                      "runs/train-SPACE-PROTOCOL-sSEED-TIME)")
     run_.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     run_.add_argument("--channels-last", action="store_true", help="NHWC memory format (speed option)")
     run_.add_argument("--amp", default="fp32", help="fp32 (default), tf32 or bf16 (autocast)")
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from goldnas_fast.train.trainer import AMP_MODES
 
     # ---- validate everything before anything is written
-    if not args.out:
-        raise UserError("--out DIR is required")
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out naming the run to continue")
     if args.protocol is None:
         raise UserError("--protocol is required: nb201-12, nb201-200 or darts")
     protocol = get_protocol(args.protocol)
@@ -87,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.eval_every, "--eval-every", allow_none=False)
     _positive(args.max_train, "--max-train")
     _positive(args.stop_after, "--stop-after")
+    if not args.out:
+        from goldnas_fast.outdirs import default_out
+
+        args.out = str(default_out("train", target.space, protocol.name, f"s{args.seed}"))
     device = parse_device(args.device)
     inputs, source = _load_inputs(args, split, protocol, device)
     return _train(args, protocol, target, inputs, source, split, device)
