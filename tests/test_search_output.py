@@ -128,3 +128,11 @@ def test_search_and_train_share_the_default_run_directory_rule(tmp_path: Path, m
     assert len(names) == 2 and names[0].startswith("search-nb201-random-s0-") and \
         names[1].startswith("train-nb201-nb201-12-s0-"), names
     assert main(["train", "--space", "nb201", "--arch", "0", "--protocol", "nb201-12", "--resume"]) == 2
+
+
+def test_train_without_a_terminal_prints_one_line_per_epoch(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--space", "nb201", "--arch", "0", "--protocol", "nb201-12", "--epochs", "2",
+                 "--batch-size", "16", "--max-train", "32", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "%|" not in err, err
+    assert [ln.split(":")[0] for ln in err.splitlines() if ln.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
