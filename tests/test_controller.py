@@ -1,4 +1,5 @@
-"""The GOLD-NAS controller on hand-made gate trajectories (docs/method/goldnas.md Algorithm 1, §3.2, §3.5–§3.8, §9)."""
+"""The GOLD-NAS controller on hand-made gate trajectories (docs/method/goldnas.md Algorithm 1, §3.2,
+§3.5–§3.8, §9)."""
 from __future__ import annotations
 
 import json

@@ -83,7 +83,8 @@ def test_pair_flops_of_a_conv_op_equal_a_hook_count_on_the_op_alone():
 
 
 def test_pair_flops_at_32x32_equal_the_unofficial_formula():
-    """docs/method/goldnas.md §3.4: sep_conv_3x3 = 2 (C0^2 32^2 + 9 32^2 C0^2 / C) 1e-6; reduce skip = C0^2 32^2 1e-6."""
+    """docs/method/goldnas.md §3.4: sep_conv_3x3 = 2 (C0^2 32^2 + 9 32^2 C0^2 / C) 1e-6;
+    reduce skip = C0^2 32^2 1e-6."""
     C0 = 36
     net = GoldNasSearchNetwork(C=C0, layers=5, backend="reference", auxiliary=False)
     for f, (c, e, name) in zip(net.pair_flops_m(), net.pairs):

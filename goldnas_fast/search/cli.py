@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int,
                    help=f"global batch size (default {nb['batch_size']} on nb201, {gn['batch_size']} on goldnas)")
     p.add_argument("--device", help=f"cpu or cuda[:i] (default {SearchConfig.device})")
-    p.add_argument("--seed", type=int, help=f"run seed: weights, data order, augmentation (default {SearchConfig.seed})")
+    p.add_argument("--seed", type=int,
+                   help=f"run seed: weights, data order, augmentation (default {SearchConfig.seed})")
     p.add_argument("--out", help="run directory (default runs/search-SPACE-ALGO-sSEED-TIME)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (starts it if --out holds no run yet)")
@@ -46,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help=f"nb201: cells per stage (default {nb['N']}; {SAMPLE_NB201_N} on the embedded sample)")
     net.add_argument("--layers", type=int, help=f"goldnas space: number of cells (default {SupernetConfig.layers})")
     net.add_argument("--ops", help=f"goldnas space: comma-separated operator set (default {','.join(DEFAULT_OPS)})")
-    net.add_argument("--backend", choices=["fused", "reference"], help=f"cell backend (default {SupernetConfig.backend})")
+    net.add_argument("--backend", choices=["fused", "reference"],
+                     help=f"cell backend (default {SupernetConfig.backend})")
     net.add_argument("--lean", action="store_true", default=None,
                      help="recompute operators in backward (memory-lean)")
     g = p.add_argument_group("GOLD-NAS (defaults of the documented implementation)")

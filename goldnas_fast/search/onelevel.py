@@ -115,7 +115,11 @@ class GoldNasSearch(SearchAlgorithm):
         opt: the optimizer settings.
         device: where the supernet runs.
         ctx: the distributed context (a single process by default).
+
+    :meth:`build` makes one from a :class:`GoldNasSearchConfig` with its data loaders, for the search loop.
     """
+
+    config_type = GoldNasSearchConfig
 
     def __init__(self, space: SearchSpace, gold: GoldNasConfig, opt: OneLevelConfig, device: torch.device,
                  ctx: Context | None = None) -> None:
@@ -138,8 +142,6 @@ class GoldNasSearch(SearchAlgorithm):
         self.loaders: list[Any] = []  # set by build(); run_epoch trains on loaders[0]
         self.epochs = 0
         self._images_per_epoch = 0
-
-    config_type = GoldNasSearchConfig
 
     @classmethod
     def build(cls, config: GoldNasSearchConfig, ctx: Context) -> GoldNasSearch:

@@ -31,8 +31,6 @@ since ``bias = not affine``) -> BN without affine parameters (batch statistics b
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
