@@ -129,7 +129,7 @@ def test_a_registered_algorithm_runs_checkpoints_and_resumes(tmp_path: Path, mon
 @pytest.mark.parametrize("algo", ["random", "evolution"])
 def test_table_searches_log_and_resume_like_the_others(tmp_path: Path, monkeypatch, algo: str) -> None:
     """One log line per evaluation; interrupted and resumed, the search equals an uninterrupted one."""
-    args = ["--algo", algo, "--evaluations", "25", "--seed", "4"]
+    args = ["--algo", algo, "--evaluations", "250", "--seed", "4"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(["search", "--out", str(full), *args]) == 0
     calls = {"n": 0}
@@ -138,7 +138,7 @@ def test_table_searches_log_and_resume_like_the_others(tmp_path: Path, monkeypat
     def interrupt(run_dir, state):
         original(run_dir, state)
         calls["n"] += 1
-        if calls["n"] == 13:  # inside the evolution cycles (population 10)
+        if calls["n"] == 2:  # after evaluation 200 (checkpoints every 100), logged up to there
             raise KeyboardInterrupt
 
     monkeypatch.setattr(RunDir, "save_checkpoint", interrupt)
@@ -150,7 +150,7 @@ def test_table_searches_log_and_resume_like_the_others(tmp_path: Path, monkeypat
         return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
                 for line in (out / "log.jsonl").read_text().splitlines()]
 
-    assert [r["evaluation"] for r in log(full)] == list(range(1, 26))
+    assert [r["evaluation"] for r in log(full)] == list(range(1, 251))
     assert log(cut) == log(full)
     a, b = (json.loads((out / "result.json").read_text()) for out in (full, cut))
-    assert a["recorded"] == b["recorded"] and a["final_arch"] == b["final_arch"] and a["evaluated"] == 25
+    assert a["recorded"] == b["recorded"] and a["final_arch"] == b["final_arch"] and a["evaluated"] == 250

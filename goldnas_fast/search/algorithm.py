@@ -50,6 +50,9 @@ class SearchAlgorithm(ABC):
     config_type: ClassVar[type[SearchConfig]]
     limit_reason: ClassVar[str] = "epoch_limit"
     """The stop reason recorded when the loop ends at :attr:`epochs` rather than at a record's ``stop``."""
+    checkpoint_every: ClassVar[int] = 1
+    """Epochs between checkpoints (the last epoch always gets one); a resumed run repeats the epochs after
+    the last checkpoint, so only an algorithm with cheap epochs should raise it."""
 
     epochs: int
     """How many epochs the loop runs at most."""

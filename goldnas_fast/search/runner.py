@@ -140,8 +140,9 @@ def _loop(algo: SearchAlgorithm, seed: int, run_dir: RunDir | None, ctx, out: Pa
         history.append(record)
         if ctx.is_main:
             run_dir.log(record)
-            run_dir.save_checkpoint({"config": run_dir.config, "epoch": epoch, "history": history,
-                                     "seconds": seconds, "algo": algo.state_dict()})
+            if stopped or epoch >= algo.epochs or epoch % algo.checkpoint_every == 0:
+                run_dir.save_checkpoint({"config": run_dir.config, "epoch": epoch, "history": history,
+                                         "seconds": seconds, "algo": algo.state_dict()})
             line = algo.epoch_line(record) if show else None
             if line:
                 tqdm.write(line)
