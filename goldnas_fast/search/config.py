@@ -32,7 +32,7 @@ SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
 """Per-space defaults of the supernet fields (``docs/method/nasbench201.md`` §2.2,
 ``docs/method/goldnas.md`` §4.1)."""
 
-C = TypeVar("C", bound="SearchConfig")
+ConfigT = TypeVar("ConfigT", bound="SearchConfig")
 
 
 def option(default: Any, flag: str) -> Any:
@@ -102,7 +102,7 @@ class SearchConfig:
         return {}
 
     @classmethod
-    def from_options(cls: type[C], options: Mapping[str, Any]) -> C:
+    def from_options(cls: type[ConfigT], options: Mapping[str, Any]) -> ConfigT:
         """The config of ``options`` (e.g. ``vars(args)``): unset (``None``) or unknown keys are left out,
         so their defaults apply.
 
@@ -175,7 +175,7 @@ class SupernetConfig(SearchConfig):
         return out
 
     @classmethod
-    def from_options(cls: type[C], options: Mapping[str, Any]) -> C:
+    def from_options(cls: type[ConfigT], options: Mapping[str, Any]) -> ConfigT:
         options = dict(options)
         if isinstance(options.get("ops"), str):
             options["ops"] = tuple(options["ops"].split(","))
