@@ -1,4 +1,5 @@
-"""The GOLD-NAS controller on hand-made gate trajectories (goldnas.md Algorithm 1, §3.2, §3.5–§3.8, §9)."""
+"""The GOLD-NAS controller on hand-made gate trajectories (docs/method/goldnas.md Algorithm 1, §3.2,
+§3.5–§3.8, §9)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import torch
 
 from goldnas_fast.search.controller import (GoldNasConfig, GoldNasController, apply_pruning,
                                             normalized_weights_np, one_op_per_edge, prune, surviving_per_edge)
-from goldnas_fast.search.layout import GateLayout
+from goldnas_fast.nn.gate_layout import GateLayout
 
 BIG = 10.0  # a logit that keeps a pair comfortably alive
 
@@ -74,7 +75,7 @@ def test_lambda_sequence_when_nothing_is_pruned() -> None:
     ctl = GoldNasController(GoldNasConfig(), nb201_layout())
     alpha = np.zeros(24)
     lams = [ctl.end_epoch(alpha).lam for _ in range(4)]
-    assert lams == pytest.approx([2e-5, 6e-5, 1.4e-4, 3.0e-4], rel=1e-12)  # goldnas.md §3.2
+    assert lams == pytest.approx([2e-5, 6e-5, 1.4e-4, 3.0e-4], rel=1e-12)  # docs/method/goldnas.md §3.2
     assert ctl.delta_lambda == pytest.approx(1.6e-4)
     assert ctl.history[0]["lambda_used"] == 0.0
 
@@ -167,7 +168,7 @@ def test_sole_live_pair_is_no_xi_max_candidate_even_with_a_permissive_threshold(
 def test_normalization_is_per_node_over_all_edges_not_per_edge() -> None:
     # Node 3 of NB201 takes edges 3, 4, 5. Make edge 3's ops and node 2's ops weak *relative to their node*:
     # pair (e3, op0) has sigma 0.02 against a node sum ~ 0.02 + 11 * 0.5 -> w ~ 0.0036 < xi_min.
-    # Per edge (the goldnas.md §3.9 bug would normalize by edge 3's own sum 0.02 + 3*0.5) it would be
+    # Per edge (the docs/method/goldnas.md §3.9 bug would normalize by edge 3's own sum 0.02 + 3*0.5) it would be
     # 0.013 > xi_min and not prunable at once; and pair (e1, op0) would look weakest instead.
     layout = nb201_layout()
     alpha = np.full(24, logit(0.5))

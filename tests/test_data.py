@@ -194,7 +194,7 @@ def test_real_test_1k() -> None:
 def test_nb201_split() -> None:
     train, valid = nb201_cifar10_split()
     assert len(train) == len(valid) == 25000 and train.dtype == np.int64
-    np.testing.assert_array_equal(train[:5], [0, 5, 7, 11, 13])  # docs/nasbench201.md §1.7
+    np.testing.assert_array_equal(train[:5], [0, 5, 7, 11, 13])  # docs/method/nasbench201.md §1.7
     np.testing.assert_array_equal(valid[:5], [1, 2, 3, 4, 6])
     assert np.all(np.diff(train) > 0) and np.all(np.diff(valid) > 0)
     np.testing.assert_array_equal(np.sort(np.concatenate([train, valid])), np.arange(50000))

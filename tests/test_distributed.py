@@ -138,7 +138,7 @@ def build(algo: str, ranks: list[int], world: int, ctx):
     from goldnas_fast.search.controller import GoldNasConfig
     from goldnas_fast.search.darts import DartsConfig, DartsSearch
     from goldnas_fast.search.onelevel import GoldNasSearch, OneLevelConfig
-    from goldnas_fast.search.spaces import make_space
+    from goldnas_fast.spaces import make_space
 
     data = load_cifar10(None, max_train=64, max_test=0)
     torch.manual_seed(SEED)

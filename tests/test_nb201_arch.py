@@ -11,7 +11,7 @@ from goldnas_fast.nb201 import arch as A
 
 CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201" / "nb201_accuracies.csv"
 
-# Strings quoted in nasbench201.md / the data README.
+# Strings quoted in docs/method/nasbench201.md / the data README.
 KNOWN = {
     0: "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
     1835: "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",

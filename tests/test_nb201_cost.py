@@ -14,7 +14,7 @@ from goldnas_fast.nb201.cost import (
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201"
 
-# nasbench201.md §1.5: official `params` and `flop` records (10 classes, 32x32).
+# docs/method/nasbench201.md §1.5: official `params` and `flop` records (10 classes, 32x32).
 OFFICIAL = {0: (0.129306, 15.64737), 11: (0.802426, 113.95137), 284: (0.101306, 11.71521)}
 
 

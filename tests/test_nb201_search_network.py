@@ -12,7 +12,7 @@ import goldnas_fast.ops
 from goldnas_fast.nb201 import EDGES, OPS, cost, format_arch
 from goldnas_fast.nb201.arch import to_ops
 from goldnas_fast.nb201.blocks import ResNetBasicBlock
-from goldnas_fast.nb201.search_network import SearchNetwork
+from goldnas_fast.nb201 import SearchNetwork
 from goldnas_fast.nn import DAGCell
 from tests.float_error import assert_as_accurate
 
@@ -322,7 +322,7 @@ def test_pair_flops_sum_to_the_benchmark_cost(gate):
     net = SearchNetwork(gate=gate, backend="reference")  # C = 16, N = 5, 10 classes, 32x32
     flops = net.pair_flops_m()
     assert len(flops) == net.num_pairs
-    official = {0: 15.64737, 11: 113.95137, 284: 11.71521}  # nasbench201.md §1.5
+    official = {0: 15.64737, 11: 113.95137, 284: 11.71521}  # docs/method/nasbench201.md §1.5
     rng = random.Random(0)
     for index in [0, 11, 284, 1835, 6111, 9930, 13714, 857] + rng.sample(range(15625), 20):
         ops = to_ops(index)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import goldnas_fast.ops
-from goldnas_fast.nb201.search_network import SearchNetwork
+from goldnas_fast.nb201 import SearchNetwork
 from goldnas_fast.nn.graphed import GraphedTrainStep
 
 CUDA = torch.cuda.is_available()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from goldnas_fast.search.controller import GoldNasConfig
-from goldnas_fast.search.layout import GateLayout
+from goldnas_fast.nn.gate_layout import GateLayout
 from goldnas_fast.search.resource import (ResourceTerm, expected_flops, log_resource, normalized_weights,
                                           regularizer)
 
@@ -18,7 +18,7 @@ def _sig(x: float) -> float:
 
 
 def loop_log_reference(alpha, node, alive, flops, xi_min, reg, mu) -> float:
-    """goldnas.md §3.3 written out pair by pair (S_j over all live pairs entering node j)."""
+    """docs/method/goldnas.md §3.3 written out pair by pair (S_j over all live pairs entering node j)."""
     total = 0.0
     for j in sorted(set(node)):
         members = [i for i in range(len(alpha)) if node[i] == j and alive[i]]
@@ -75,7 +75,7 @@ def test_log_form_some_pairs_fall_under_xi_min() -> None:
 
 
 def test_normalization_is_per_node_over_all_edges() -> None:
-    # Two edges into node 0: S_0 sums both edges (the per-edge bug of goldnas.md §3.9 would not).
+    # Two edges into node 0: S_0 sums both edges (the per-edge bug of docs/method/goldnas.md §3.9 would not).
     layout = GateLayout((0, 0, 0, 0), (0, 0, 1, 1), (0.0,) * 4)
     alpha = torch.tensor([0.0, 1.0, 2.0, -1.0], dtype=torch.float64)
     w = normalized_weights(alpha, torch.as_tensor(layout.node_index.copy()), torch.ones(4, dtype=torch.bool), 1)

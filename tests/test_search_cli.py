@@ -275,7 +275,7 @@ def strip_times(records: list[dict]) -> list[dict]:
 
 def with_dropout(monkeypatch) -> None:
     """Makes every training step draw from torch's global RNG (input dropout), as dropout or drop-path would."""
-    from goldnas_fast.search.spaces import SearchSpace
+    from goldnas_fast.spaces.adapter import SearchSpace
 
     original = SearchSpace.loss
 

@@ -10,7 +10,7 @@ import torch
 
 from goldnas_fast.search.controller import GoldNasConfig
 from goldnas_fast.search.onelevel import GoldNasSearch, OneLevelConfig
-from goldnas_fast.search.spaces import make_space
+from goldnas_fast.spaces import make_space
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")

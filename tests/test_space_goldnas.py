@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 import goldnas_fast.ops
+from goldnas_fast.nn.flops import count_macs
 from goldnas_fast.spaces.goldnas import (CELL_EDGES, DEFAULT_OPS, OPS, Genotype, GoldNasSearchNetwork, build_network,
-                                         count_architectures, count_macs, network_cost, op_flops, op_params)
+                                         count_architectures, network_cost, op_flops, op_params)
 from goldnas_fast.spaces.goldnas.network import RetrainCell
 from goldnas_fast.spaces.goldnas.ops import make_op
 from tests.float_error import assert_as_accurate
@@ -82,7 +83,8 @@ def test_pair_flops_of_a_conv_op_equal_a_hook_count_on_the_op_alone():
 
 
 def test_pair_flops_at_32x32_equal_the_unofficial_formula():
-    """goldnas.md §3.4: sep_conv_3x3 = 2 (C0^2 32^2 + 9 32^2 C0^2 / C) 1e-6; reduce skip = C0^2 32^2 1e-6."""
+    """docs/method/goldnas.md §3.4: sep_conv_3x3 = 2 (C0^2 32^2 + 9 32^2 C0^2 / C) 1e-6;
+    reduce skip = C0^2 32^2 1e-6."""
     C0 = 36
     net = GoldNasSearchNetwork(C=C0, layers=5, backend="reference", auxiliary=False)
     for f, (c, e, name) in zip(net.pair_flops_m(), net.pairs):
@@ -131,7 +133,7 @@ def test_expected_flops():
 
 
 def test_fixed_flops_of_the_default_network_against_the_doc():
-    """goldnas.md §3.4: an independent count of the fixed part gives about 164 M (code: 166.02)."""
+    """docs/method/goldnas.md §3.4: an independent count of the fixed part gives about 164 M (code: 166.02)."""
     net = GoldNasSearchNetwork(backend="reference")
     assert 163 < net.fixed_flops_m() < 166.02
     assert sum(net.pair_flops_m()) == pytest.approx(613, abs=1)  # "about 613 M of searchable cost"
@@ -150,7 +152,7 @@ def test_pair_params_and_fixed_params_partition_the_weights():
 
 
 def test_candidate_counts_from_the_doc():
-    """goldnas.md §1.4."""
+    """docs/method/goldnas.md §1.4."""
     assert count_architectures(1, 2) == 246_517_425 == 15 * 63 * 255 * 1023
     assert math.log10(count_architectures(14)) == pytest.approx(117.5, abs=0.05)
     assert math.log10(count_architectures(20)) == pytest.approx(167.8, abs=0.05)

@@ -21,7 +21,7 @@ Accepted ``path`` values:
   global.
 * A directory of npz shards ``cifar10_train_<k>.npz`` (concatenated in numeric order of ``k``) plus
   optional ``cifar10_test_<k>.npz``, each with ``images`` ``(N, 32, 32, 3)`` uint8 and ``labels``
-  ``(N,)`` (like ``shared/data/cifar10/``).
+  ``(N,)``.
 * One ``.npz`` file with ``train_images``/``train_labels`` and optionally ``test_images``/``test_labels``
   (like ``cifar10_tiny.npz``); or with ``images``/``labels``, which fill the **test** split if the file
   name contains ``test`` and the **training** split otherwise.

@@ -1,6 +1,6 @@
 """Seeded index splits, including the NAS-Bench-201 25k/25k split of the CIFAR-10 training set.
 
-NB201's ``configs/nas-benchmark/cifar-split.txt`` (``docs/nasbench201.md`` §1.7) is reproduced from
+NB201's ``configs/nas-benchmark/cifar-split.txt`` (``docs/method/nasbench201.md`` §1.7) is reproduced from
 its seed with Python's own Mersenne Twister::
 
     idx = list(range(50000)); random.seed(1021); random.shuffle(idx)

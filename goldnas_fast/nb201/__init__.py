@@ -1,8 +1,9 @@
 """NAS-Bench-201: cell encoding (``arch``), cost counting (``cost``), the evaluation network
 (``network``, ``blocks``) and the offline benchmark table (``benchmark``).
 
-``arch`` and ``cost`` are pure Python; ``Benchmark`` (numpy) and ``build_network`` (torch) are
-imported on first use.
+``arch`` and ``cost`` are pure Python; ``Benchmark`` (numpy), ``build_network`` (torch) and the
+weight-sharing supernet ``SearchNetwork`` (which lives with the search spaces, in
+:mod:`goldnas_fast.spaces.nb201`) are imported on first use.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from goldnas_fast.nb201.arch import (
 from goldnas_fast.nb201.cost import Cost, cost, fixed_flops_m, op_flops_m
 
 _LAZY = {"Benchmark": "goldnas_fast.nb201.benchmark", "build_network": "goldnas_fast.nb201.network",
-         "TinyNetwork": "goldnas_fast.nb201.network"}
+         "TinyNetwork": "goldnas_fast.nb201.network", "SearchNetwork": "goldnas_fast.spaces.nb201.search_network"}
 
 
 def __getattr__(name: str) -> Any:

@@ -3,11 +3,11 @@
 A cell is a DAG on 4 nodes; node ``t`` is the sum over ``s < t`` of ``op_{s->t}(node_s)``, node 3 is
 the output. Its 6 edges, in the order used everywhere in this package (arch strings, the rows of an
 architecture-parameter matrix, base-5 codes), are ``1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2``
-(``nasbench201.md`` §1.1, §1.3). The arch string is::
+(``docs/method/nasbench201.md`` §1.1, §1.3). The arch string is::
 
     |op~0|+|op~0|op~1|+|op~0|op~1|op~2|
 
-The official index of a cell (``nasbench201.md`` §1.7): with op ids ``none=0 ... avg_pool_3x3=4``,
+The official index of a cell (``docs/method/nasbench201.md`` §1.7): with op ids ``none=0 ... avg_pool_3x3=4``,
 the base-5 code of a cell is ``sum_e id(op_e) * 5**(5 - e)`` (edge ``1<-0`` most significant), and
 ``index_to_arch(i)`` is the cell whose code is ``perm[i]``, where ``perm`` is
 ``list(range(15625))`` shuffled by CPython's ``random.seed(88); random.shuffle(...)``.
@@ -41,9 +41,9 @@ ArchLike = Union[str, int, Sequence[str]]
 
 _OP_ID = {name: i for i, name in enumerate(OPS)}
 _SEED = 88
-_PERM0 = 13931  # nasbench201.md §1.7: perm[0] for seed 88
+_PERM0 = 13931  # docs/method/nasbench201.md §1.7: perm[0] for seed 88
 # sha256 of the permutation as little-endian uint16; its arch strings were checked against the
-# `arch_str` column of shared/data/nb201/nb201_accuracies.csv (all 15,625 rows, see tests).
+# `arch_str` column of the official NAS-Bench-201 table (all 15,625 rows, see tests).
 _PERM_SHA256 = "1d3bb98de011b645ca1cf0585b09293d60b9456cac5d10e6ca296bbb3c55513e"
 
 _perm: list[int] | None = None

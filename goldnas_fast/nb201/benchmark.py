@@ -23,7 +23,7 @@ imagenet16-test-200    in16_test_acc_200_nats          ``ImageNet16-120`` / ``x-
 cifar10-valid-12       c10_valid_acc_12                the same splits after the 12-epoch schedule
 cifar10-test-12        c10_test_acc_12                 (``hp='12'``; low fidelity, best CIFAR-10 test 89.16).
 cifar100-valid-12      c100_valid_acc_12               ``cifar10-valid-12`` is the multi-trial baselines'
-cifar100-test-12       c100_test_acc_12                search signal (``nasbench201.md`` §2.2)
+cifar100-test-12       c100_test_acc_12                search signal (``docs/method/nasbench201.md`` §2.2)
 imagenet16-valid-12    in16_valid_acc_12
 imagenet16-test-12     in16_test_acc_12
 params_m               (counted)                       params (M), 10-class head, counted by ``cost``

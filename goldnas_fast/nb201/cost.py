@@ -1,6 +1,6 @@
 """Parameters and FLOPs of NAS-Bench-201 evaluation networks by the official counting rule.
 
-Rule (``nasbench201.md`` §1.5, ``flop_benchmark.get_model_infos``): params are all ``numel`` of
+Rule (``docs/method/nasbench201.md`` §1.5, ``flop_benchmark.get_model_infos``): params are all ``numel`` of
 ``model.parameters()`` (BN running statistics are buffers and do not count); FLOPs are the
 multiply-accumulates, per image, of ``Conv2d`` and ``Linear`` modules only (plus one per output
 element for a bias). BN, ReLU, every pooling, ``none``, ``skip_connect`` and the node sums count 0.

@@ -1,4 +1,4 @@
-"""The discrete NAS-Bench-201 evaluation network (``TinyNetwork``, ``nasbench201.md`` §1.4).
+"""The discrete NAS-Bench-201 evaluation network (``TinyNetwork``, ``docs/method/nasbench201.md`` §1.4).
 
 ``stem -> N cells (C) -> reduction -> N cells (2C) -> reduction -> N cells (4C) -> head``, with
 affine BN tracking running statistics and bias-free convs, as the benchmark trained it. Unlike the

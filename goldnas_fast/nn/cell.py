@@ -62,9 +62,8 @@ class DAGCell(nn.Module):
 
     ``memory_format='auto'`` lets the fused backend run 4-D float32/bfloat16 CPU inputs in channels_last
     (NHWC): oneDNN's convolutions need no layout reorders then and ``node_sum`` pools NHWC planes in
-    place, which made a NAS-Bench-201 supernet step 1.3-1.5x faster on CPU (``BENCHMARKS.md``). Values
-    agree up to float32 rounding (oneDNN's NHWC kernels round differently: ~3x the NCHW error against
-    float64 in our tests, as for the reference network in channels_last). The cell's output is then
+    place (``BENCHMARKS.md`` has the speed-up). Values agree up to float32 rounding (oneDNN's NHWC
+    kernels round differently, as for the reference network in channels_last). The cell's output is then
     channels_last (a user head that ``view``\ s it must ``reshape``).
     ``'preserve'`` keeps the inputs' layout. The reference backend always preserves it.
 

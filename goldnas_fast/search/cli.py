@@ -1,77 +1,88 @@
-"""``goldnas-fast search``: GOLD-NAS, DARTS, random search or regularized evolution, with checkpoints."""
+"""``goldnas-fast search``: GOLD-NAS, DARTS, random search or regularized evolution, with checkpoints.
+
+Every option defaults to unset; the defaults live in the algorithms' config dataclasses
+(:mod:`goldnas_fast.search.config` and the algorithm modules), which the help texts quote.
+"""
 from __future__ import annotations
 
 import argparse
-import datetime
-from pathlib import Path
 
 from goldnas_fast.errors import UserError
+from goldnas_fast.search.registry import ALGORITHMS, DEFAULT_ALGORITHM
 
-ALGOS = ("goldnas", "darts", "random", "evolution")
-SPACES = ("nb201", "goldnas")
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", default="nb201", help=f"search space: {', '.join(SPACES)} (default nb201)")
-    p.add_argument("--algo", default="goldnas", help=f"algorithm: {', '.join(ALGOS)} (default goldnas)")
-    p.add_argument("--data", default=None,
-                   help="CIFAR-10: official python-batches folder, .npz file or folder of .npz shards "
-                        "(default: the small real sample embedded in the package)")
-    p.add_argument("--max-train", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="maximum epochs (GOLD-NAS stops earlier when its stop rule fires; default: 100, "
-                        "or 30 on the embedded sample; DARTS: 50)")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 64 on nb201, 96 on goldnas")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="run directory (default runs/search-SPACE-ALGO-sSEED-TIME)")
+    from goldnas_fast.search.config import SAMPLE_EPOCHS, SAMPLE_NB201_N, SPACE_DEFAULTS, SearchConfig, SupernetConfig
+    from goldnas_fast.search.controller import GoldNasConfig
+    from goldnas_fast.search.darts import DartsConfig, DartsSearchConfig
+    from goldnas_fast.search.multitrial import MultiTrialConfig
+    from goldnas_fast.search.onelevel import GOLDNAS_SPACE_FLOPS_MIN, SAMPLE_LAMBDA0, OneLevelConfig
+    from goldnas_fast.spaces import SPACES
+    from goldnas_fast.spaces.goldnas.ops import DEFAULT_OPS
+
+    gold, one = GoldNasConfig(), OneLevelConfig()
+    nb, gn = SPACE_DEFAULTS["nb201"], SPACE_DEFAULTS["goldnas"]
+    p.add_argument("--space", help=f"search space: {', '.join(SPACES)} (default {SearchConfig.space})")
+    p.add_argument("--algo", help=f"algorithm: {', '.join(ALGORITHMS)} (default {DEFAULT_ALGORITHM})")
+    p.add_argument("--data", help="CIFAR-10: official python-batches folder, .npz file or folder of .npz shards "
+                                  "(default: the small real sample embedded in the package)")
+    p.add_argument("--max-train", type=int, help="use only the first N training images")
+    p.add_argument("--epochs", type=int,
+                   help=f"maximum epochs (GOLD-NAS stops earlier when its stop rule fires; default: 100, or "
+                        f"{SAMPLE_EPOCHS} on the embedded sample; DARTS: {DartsSearchConfig.default_epochs})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"global batch size (default {nb['batch_size']} on nb201, {gn['batch_size']} on goldnas)")
+    p.add_argument("--device", help=f"cpu or cuda[:i] (default {SearchConfig.device})")
+    p.add_argument("--seed", type=int,
+                   help=f"run seed: weights, data order, augmentation (default {SearchConfig.seed})")
+    p.add_argument("--out", help="run directory (default runs/search-SPACE-ALGO-sSEED-TIME)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (starts it if --out holds no run yet)")
     net = p.add_argument_group("supernet")
-    net.add_argument("--C", type=int, default=None, help="initial channels (nb201 default 16, goldnas 36)")
-    net.add_argument("--N", type=int, default=None, help="nb201: cells per stage (default 5; 2 on the embedded sample)")
-    net.add_argument("--layers", type=int, default=14, help="goldnas space: number of cells (default 14)")
-    net.add_argument("--ops", default=None, help="goldnas space: comma-separated operator set "
-                                                 "(default skip_connect,sep_conv_3x3)")
-    net.add_argument("--backend", default="fused", choices=["fused", "reference"])
-    net.add_argument("--lean", action="store_true", help="recompute operators in backward (memory-lean)")
-    gold = p.add_argument_group("GOLD-NAS (defaults of the documented implementation)")
-    gold.add_argument("--lambda0", type=float, default=None,
-                      help="lambda increment (default 1e-5; 1e-3 on the embedded sample, whose epochs are short)")
-    gold.add_argument("--c0", type=float, default=2.0)
-    gold.add_argument("--n0", type=int, default=4)
-    gold.add_argument("--xi-min", type=float, default=0.01)
-    gold.add_argument("--xi-max", type=float, default=0.05)
-    gold.add_argument("--mu", type=float, default=0.0)
-    gold.add_argument("--flops-min", type=float, default=None,
-                      help="stop below this many MFLOPs (goldnas space default 240; nb201: none)")
-    gold.add_argument("--resource", default="log", choices=["log", "flops"])
-    gold.add_argument("--lr-weights", type=float, default=None, help="weights lr (GOLD-NAS 0.01, DARTS 0.025)")
-    gold.add_argument("--lr-alpha", type=float, default=1.0)
+    net.add_argument("--C", type=int,
+                     help=f"initial channels of the supernet (nb201 default {nb['C']}, goldnas {gn['C']})")
+    net.add_argument("--N", type=int,
+                     help=f"nb201: cells per stage (default {nb['N']}; {SAMPLE_NB201_N} on the embedded sample)")
+    net.add_argument("--layers", type=int, help=f"goldnas space: number of cells (default {SupernetConfig.layers})")
+    net.add_argument("--ops", help=f"goldnas space: comma-separated operator set (default {','.join(DEFAULT_OPS)})")
+    net.add_argument("--backend", choices=["fused", "reference"],
+                     help=f"cell backend (default {SupernetConfig.backend})")
+    net.add_argument("--lean", action="store_true", default=None,
+                     help="recompute operators in backward (memory-lean)")
+    g = p.add_argument_group("GOLD-NAS (defaults of the documented implementation)")
+    g.add_argument("--lambda0", type=float,
+                   help=f"lambda increment (default {gold.lambda0:g}; {SAMPLE_LAMBDA0:g} on the embedded sample, "
+                        "whose epochs are short)")
+    g.add_argument("--c0", type=float, help=f"factor of the lambda schedule, > 1 (default {gold.c0:g})")
+    g.add_argument("--n0", type=int,
+                   help=f"pruning rounds per epoch; pruning fewer grows lambda (default {gold.n0})")
+    g.add_argument("--xi-min", type=float,
+                   help=f"prune every pair whose normalized gate is at most this (default {gold.xi_min:g})")
+    g.add_argument("--xi-max", type=float,
+                   help=f"prune the weakest pair if its normalized gate is at most this (default {gold.xi_max:g})")
+    g.add_argument("--mu", type=float,
+                   help=f"weight of a pair's FLOPs (M) in its resource cost 1 + mu * FLOPs (default {gold.mu:g})")
+    g.add_argument("--flops-min", type=float,
+                   help=f"stop below this many MFLOPs (goldnas space default {GOLDNAS_SPACE_FLOPS_MIN:g}; nb201: none)")
+    g.add_argument("--resource", choices=["log", "flops"], help=f"resource term (default {one.resource})")
+    g.add_argument("--lr-weights", type=float,
+                   help=f"weights lr (GOLD-NAS {one.lr_weights:g}, DARTS {DartsConfig.lr_max:g})")
+    g.add_argument("--lr-alpha", type=float, help=f"learning rate of the gate logits (default {one.lr_alpha:g})")
     mt = p.add_argument_group("random / evolution (table queries)")
-    mt.add_argument("--evaluations", type=int, default=100, help="architectures evaluated (default 100)")
+    mt.add_argument("--evaluations", type=int,
+                    help=f"architectures evaluated (default {MultiTrialConfig.evaluations})")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar and no per-epoch lines (without a terminal on stderr there is no bar "
+                        "anyway, only one line per epoch)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel under torchrun (torch.distributed, DDP; NCCL on GPU, gloo on CPU)")
 
 
-def default_out(args: argparse.Namespace) -> Path:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"search-{args.space}-{args.algo}-s{args.seed}-{stamp}"
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.space not in SPACES:
-        raise UserError(f"unknown --space {args.space!r}; expected one of {', '.join(SPACES)}")
-    if args.algo not in ALGOS:
-        raise UserError(f"unknown --algo {args.algo!r}; expected one of {', '.join(ALGOS)}")
     if args.resume and args.out is None:
         raise UserError("--resume needs --out naming the run to continue")
-    if args.seed < 0:
-        raise UserError(f"--seed must be >= 0, got {args.seed}")
-    for name in ("epochs", "batch_size", "max_train", "evaluations", "C", "N", "layers", "n0"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     from goldnas_fast.search.runner import run_search
 
     return run_search(args)

@@ -2,7 +2,7 @@ r"""The host-side GOLD-NAS controller: pruning, the lambda schedule, plateau rec
 
 Once per epoch the search copies the gate logits ``alpha`` to the host and calls
 :meth:`GoldNasController.end_epoch`, which applies Algorithm 1's end-of-epoch steps
-(``goldnas.md`` "Algorithm 1 at a glance", §3.5–§3.8):
+(``docs/method/goldnas.md`` "Algorithm 1 at a glance", §3.5–§3.8):
 
 1. **Prune** (repeat ``n0`` times; normalized weights :math:`w_o = \sigma_o / S_j` with :math:`S_j` over
    every live pair entering node ``j``, recomputed after every removal):
@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from goldnas_fast.search.layout import GateLayout, as_layout
+from goldnas_fast.errors import ConfigError
+from goldnas_fast.nn.gate_layout import GateLayout, require_layout
 
 __all__ = [
     "GoldNasConfig", "GoldNasController", "EpochDecision", "GateLayout", "StopRule",
@@ -52,7 +53,7 @@ ArchitectureFn = Callable[[np.ndarray, np.ndarray], Any]
 
 @dataclass(frozen=True)
 class GoldNasConfig:
-    """Hyper-parameters of the GOLD-NAS controller (defaults of ``goldnas.md`` §3.1, §9).
+    """Hyper-parameters of the GOLD-NAS controller (defaults of ``docs/method/goldnas.md`` §3.1, §9).
 
     Attributes:
         xi_min: normalized weight at or below which a live pair is pruned at once.
@@ -86,8 +87,8 @@ class GoldNasConfig:
     max_epochs: int | None = None
 
     def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"GoldNasConfig: {name} must be {expected}, got {getattr(self, name)!r}")
+        def bad(name: str, expected: str) -> ConfigError:
+            return ConfigError("GoldNasConfig", name, expected, getattr(self, name))
 
         def num(name: str) -> float:
             v = getattr(self, name)
@@ -241,15 +242,15 @@ def prune(alpha: np.ndarray, alive: np.ndarray, layout: GateLayout, xi_min: floa
 
 # ------------------------------------------------------------------------------------------- stop rules
 
-def flops_below(layout: Any, flops_min: float) -> StopRule:
-    """Stop once ``fixed + live FLOPs < flops_min`` (``goldnas.md`` §3.8)."""
-    layout = as_layout(layout)
+def flops_below(layout: GateLayout, flops_min: float) -> StopRule:
+    """Stop once ``fixed + live FLOPs < flops_min`` (``docs/method/goldnas.md`` §3.8)."""
+    require_layout(layout, "flops_below")
     return lambda alive: layout.discrete_flops_m(alive) < flops_min
 
 
-def one_op_per_edge(layout: Any) -> StopRule:
-    """Stop once every edge keeps at most one live pair (NAS-Bench-201 mode, ``goldnas.md`` §9)."""
-    layout = as_layout(layout)
+def one_op_per_edge(layout: GateLayout) -> StopRule:
+    """Stop once every edge keeps at most one live pair (NAS-Bench-201 mode, ``docs/method/goldnas.md`` §9)."""
+    require_layout(layout, "one_op_per_edge")
     edge = np.asarray(layout.edge, dtype=np.int64)
 
     def rule(alive: np.ndarray) -> bool:
@@ -263,7 +264,7 @@ def any_of(*rules: StopRule) -> StopRule:
     return lambda alive: any(rule(alive) for rule in rules)
 
 
-def default_stop_rule(config: GoldNasConfig, layout: Any) -> list[tuple[str, StopRule]]:
+def default_stop_rule(config: GoldNasConfig, layout: GateLayout) -> list[tuple[str, StopRule]]:
     """The named criteria enabled by ``config``: ``flops_min`` and/or ``one_op_per_edge``."""
     rules: list[tuple[str, StopRule]] = []
     if config.flops_min is not None:
@@ -293,12 +294,12 @@ def apply_pruning(alpha: torch.Tensor, pruned: Sequence[int], prune_value: float
                                               device=alpha.device))
 
 
-def surviving_per_edge(alpha: np.ndarray, alive: np.ndarray, layout: Any) -> dict[int, list[int]]:
+def surviving_per_edge(alpha: np.ndarray, alive: np.ndarray, layout: GateLayout) -> dict[int, list[int]]:
     """Live pair indices on each edge, strongest (largest ``alpha``) first; ``[]`` for an empty edge.
 
     A building block for space-specific architecture projections (e.g. NAS-Bench-201 keeps the first).
     """
-    layout = as_layout(layout)
+    require_layout(layout, "surviving_per_edge")
     alpha = np.asarray(alpha, dtype=np.float64)
     out: dict[int, list[int]] = {e: [] for e in layout.edge}
     for i in np.flatnonzero(np.asarray(alive, dtype=bool)):
@@ -333,7 +334,7 @@ class GoldNasController:
 
     Args:
         config: the hyper-parameters.
-        layout: a :class:`GateLayout` or a ``PairInfo``-like object.
+        layout: the supernet's :class:`GateLayout`.
         stop_rule: a custom criterion ``alive -> bool`` (reason ``'custom'``), checked in addition to the
             criteria that ``config`` enables (``flops_min``, ``stop_one_op_per_edge``, ``max_epochs``).
         architecture: ``(alpha, alive) -> JSON-able`` space-specific projection used for recorded and final
@@ -344,12 +345,12 @@ class GoldNasController:
     ``history`` (one :meth:`EpochDecision.to_dict` per epoch), ``stopped``, ``stop_reason``, ``final``.
     """
 
-    def __init__(self, config: GoldNasConfig, layout: Any, stop_rule: StopRule | None = None,
+    def __init__(self, config: GoldNasConfig, layout: GateLayout, stop_rule: StopRule | None = None,
                  architecture: ArchitectureFn | None = None) -> None:
         if not isinstance(config, GoldNasConfig):
             raise ValueError(f"GoldNasController: config must be a GoldNasConfig, got {type(config).__name__}")
         self.config = config
-        self.layout = as_layout(layout)
+        self.layout = require_layout(layout, "GoldNasController")
         self._rules = default_stop_rule(config, self.layout)
         if stop_rule is not None:
             self._rules.append(("custom", stop_rule))

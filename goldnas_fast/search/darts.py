@@ -4,20 +4,27 @@ Softmax gates over the 5 operators of each edge (``none`` included), bi-level: p
 step of the architecture parameters on a batch of the ``valid`` half (lr 3e-4, betas (0.5, 0.999),
 weight decay 1e-3), then one SGD step of the weights on a batch of the ``train`` half (Nesterov
 momentum 0.9, weight decay 5e-4, cosine lr 0.025 -> 0.001 per epoch, gradient clip 5), first-order
-(no unrolled step). The architecture is the per-edge argmax (``nasbench201.md`` §1.6, §2.2).
+(no unrolled step). The architecture is the per-edge argmax (``docs/method/nasbench201.md`` §1.6, §2.2).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from goldnas_fast.errors import ConfigError
+from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
+from goldnas_fast.search.config import SupernetConfig, option
 from goldnas_fast.search.distributed import Context
-from goldnas_fast.search.spaces import SearchSpace
+from goldnas_fast.spaces.adapter import SearchSpace
 
-__all__ = ["DartsConfig", "DartsSearch"]
+if TYPE_CHECKING:
+    from goldnas_fast.runs import RunDir
+
+__all__ = ["DartsConfig", "DartsSearch", "DartsSearchConfig"]
 
 
 @dataclass
@@ -38,8 +45,35 @@ class DartsConfig:
         return self.lr_min + 0.5 * (self.lr_max - self.lr_min) * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
 
 
-class DartsSearch:
+@dataclasses.dataclass(frozen=True)
+class DartsSearchConfig(SupernetConfig):
+    """``goldnas-fast search --algo darts``: the supernet options plus the weights' learning rate
+    (default :class:`DartsConfig`'s ``lr_max``); 50 epochs as NAS-Bench-201's DARTS-V1, on the embedded
+    sample too."""
+
+    algo = "darts"
+    spaces = ("nb201",)
+    default_epochs = 50
+    sample_epochs = 50
+
+    lr_weights: float = option(DartsConfig.lr_max, "--lr-weights")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.lr_weights > 0:
+            raise ConfigError(type(self).__name__, "lr_weights", "> 0", self.lr_weights)
+
+    def space_note(self) -> str:
+        return "is the NAS-Bench-201 baseline"
+
+    def record(self) -> dict[str, Any]:
+        return {**super().record(), "lr_weights": self.lr_weights}
+
+
+class DartsSearch(SearchAlgorithm):
     """Bi-level first-order DARTS on a softmax-gated supernet."""
+
+    config_type = DartsSearchConfig
 
     def __init__(self, space: SearchSpace, cfg: DartsConfig, device: torch.device, ctx: Context | None = None) -> None:
         self.space, self.cfg, self.device = space, cfg, device
@@ -51,6 +85,46 @@ class DartsSearch:
                                            weight_decay=cfg.weight_decay, nesterov=True)
         self.alpha_opt = torch.optim.Adam([self.alpha], lr=cfg.arch_lr, betas=cfg.arch_betas,
                                           weight_decay=cfg.arch_weight_decay)
+        self.loaders: list[Any] = []  # set by build(): the train half, then the valid half
+        self.epochs = 0
+        self._images_per_epoch = 0
+        self._last_arch: str | None = None  # the previous epoch's architecture, to record changes
+
+    @classmethod
+    def build(cls, config: DartsSearchConfig, ctx: Context) -> DartsSearch:
+        from goldnas_fast.search.supernet_setup import prepare_supernet
+
+        setup = prepare_supernet(config, ctx, gate="softmax", split=True)
+        algo = cls(setup.space, DartsConfig(lr_max=config.lr_weights), ctx.device, ctx=ctx)
+        algo.loaders, algo.epochs = setup.loaders, config.epochs
+        algo._images_per_epoch = len(setup.loaders[0]) * setup.batch * ctx.world_size
+        return algo
+
+    def progress_total(self) -> int | None:
+        return self._images_per_epoch
+
+    def epoch_line(self, record: dict[str, Any]) -> str | None:
+        # the architecture's cost in the benchmark's evaluation network (C=16, N=5), as the table has it
+        return epoch_line(record, "NAS-Bench-201 network FLOPs")
+
+    def run_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, Any]:
+        """One epoch; DARTS has no plateaus, so every epoch whose argmax architecture is new is recorded."""
+        for loader in self.loaders:
+            loader.set_epoch(epoch)
+        stats = self.train_epoch(self.loaders[0], self.loaders[1], epoch, self.epochs, progress=progress)
+        arch = self.space.architecture()
+        recorded = arch != self._last_arch
+        self._last_arch = arch
+        return {"epoch": epoch + 1, **stats, "arch": arch, "flops_m": self.space.describe(arch)["flops_m"],
+                "recorded": recorded, "stop": False, "stop_reason": None}
+
+    def result(self, run_dir: RunDir, history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+        """The trajectory of argmax architectures and the final one, with their table facts."""
+        from goldnas_fast.search.results import finish_nb201_result, stop_reason
+
+        recorded = [{"epoch": r["epoch"], "arch": r["arch"]} for r in history if r.get("recorded")]
+        return finish_nb201_result(run_dir, run_dir.config, self.space.architecture(), recorded, seconds,
+                                   extra={"epochs_run": len(history), "stop_reason": stop_reason(history)})
 
     def train_epoch(self, train_batches, valid_batches, epoch: int, epochs: int, progress=None) -> dict[str, float]:
         net = self.space.network
@@ -98,3 +172,4 @@ class DartsSearch:
         self.space.network.load_state_dict(state["network"])
         self.weights_opt.load_state_dict(state["weights_opt"])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self._last_arch = self.space.architecture()  # the gates give the last epoch's architecture back

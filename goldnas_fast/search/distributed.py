@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from goldnas_fast.devices import parse_device
 from goldnas_fast.errors import UserError
 
 __all__ = ["Context", "init", "timeout", "TIMEOUT_ENV", "DEFAULT_TIMEOUT_S"]
@@ -164,14 +165,7 @@ def init(distributed: bool, device: str) -> Context:
     Raises:
         UserError: a bad ``device``, ``distributed`` without a launcher, or a bad ``GOLDNAS_DIST_TIMEOUT``.
     """
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device!r} is not a device (expected cpu or cuda[:i])") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {device!r}: expected cpu or cuda[:i]")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but no CUDA device is available")
+    dev = parse_device(device)
     if not distributed and "WORLD_SIZE" in os.environ and _env_int("WORLD_SIZE") > 1:
         distributed = True
     if not distributed:

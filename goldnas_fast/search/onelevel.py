@@ -1,31 +1,42 @@
 """The GOLD-NAS search loop (Algorithm 1): one-level training of weights and gates, pruning per epoch.
 
 Per mini-batch: ``L = CE (+ 0.4 CE_aux) + lambda * R(alpha)``, one backward pass, the weight gradient
-clipped to norm 5, then an SGD step for the gates and one for the weights (``goldnas.md`` §3.2).
+clipped to norm 5, then an SGD step for the gates and one for the weights (``docs/method/goldnas.md`` §3.2).
 Per epoch, on the host and once: the gate logits are copied, the controller prunes, adapts lambda,
 records the architecture at the end of a stable plateau and decides whether to stop. Nothing in the
 per-step path reads a device value back, so a GPU runs without per-step synchronisation.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from goldnas_fast.errors import ConfigError
+from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
+from goldnas_fast.search.config import SupernetConfig, option
 from goldnas_fast.search.controller import EpochDecision, GoldNasConfig, GoldNasController
 from goldnas_fast.search.distributed import Context
+from goldnas_fast.search.resource import KINDS as RESOURCE_KINDS
 from goldnas_fast.search.resource import ResourceTerm
-from goldnas_fast.search.spaces import SearchSpace
+from goldnas_fast.spaces.adapter import SearchSpace
 
-__all__ = ["OneLevelConfig", "GoldNasSearch"]
+if TYPE_CHECKING:
+    from goldnas_fast.runs import RunDir
+
+__all__ = ["OneLevelConfig", "GoldNasSearch", "GoldNasSearchConfig"]
+
+SAMPLE_LAMBDA0 = 1e-3  # the embedded sample's epochs are a few steps long: lambda must grow faster
+GOLDNAS_SPACE_FLOPS_MIN = 240.0  # M, the CIFAR-10 stop rule of the GOLD-NAS space (docs/method/goldnas.md §3.8)
 
 
 @dataclass
 class OneLevelConfig:
-    """Optimizer settings of the one-level search (defaults of ``goldnas.md`` §3.1)."""
+    """Optimizer settings of the one-level search (defaults of ``docs/method/goldnas.md`` §3.1)."""
 
     lr_weights: float = 0.01
     lr_alpha: float = 1.0
@@ -38,15 +49,65 @@ class OneLevelConfig:
     def __post_init__(self) -> None:
         for name in ("lr_weights", "lr_alpha", "grad_clip"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"OneLevelConfig: {name} must be > 0, got {getattr(self, name)}")
-        if self.resource not in ("log", "flops"):
-            raise ValueError(f"OneLevelConfig: resource must be 'log' or 'flops', got {self.resource!r}")
+                raise ConfigError("OneLevelConfig", name, "> 0", getattr(self, name))
+        if self.resource not in RESOURCE_KINDS:
+            raise ConfigError("OneLevelConfig", "resource", "'log' or 'flops'", self.resource)
 
 
-class GoldNasSearch:
-    """Runs GOLD-NAS on a :class:`~goldnas_fast.search.spaces.SearchSpace`.
+_GOLD, _ONE_LEVEL = GoldNasConfig(), OneLevelConfig()
 
-    On NAS-Bench-201 the search also stops once every edge keeps at most one operator (``goldnas.md`` §9).
+
+@dataclasses.dataclass(frozen=True)
+class GoldNasSearchConfig(SupernetConfig):
+    """``goldnas-fast search --algo goldnas``: the supernet options plus the GOLD-NAS hyper-parameters,
+    whose defaults are :class:`~goldnas_fast.search.controller.GoldNasConfig`'s and
+    :class:`OneLevelConfig`'s, except ``lambda0`` on the embedded sample (:data:`SAMPLE_LAMBDA0`) and
+    ``flops_min`` in the GOLD-NAS space (:data:`GOLDNAS_SPACE_FLOPS_MIN`)."""
+
+    algo = "goldnas"
+
+    lambda0: float | None = option(None, "--lambda0")
+    c0: float = option(_GOLD.c0, "--c0")
+    n0: int = option(_GOLD.n0, "--n0")
+    xi_min: float = option(_GOLD.xi_min, "--xi-min")
+    xi_max: float = option(_GOLD.xi_max, "--xi-max")
+    mu: float = option(_GOLD.mu, "--mu")
+    flops_min: float | None = option(None, "--flops-min")
+    resource: str = option(_ONE_LEVEL.resource, "--resource")
+    lr_weights: float = option(_ONE_LEVEL.lr_weights, "--lr-weights")
+    lr_alpha: float = option(_ONE_LEVEL.lr_alpha, "--lr-alpha")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.gold()
+        self.one_level()
+
+    @classmethod
+    def context_defaults(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        space = given.get("space", cls.space)
+        return {**super().context_defaults(given),
+                "lambda0": SAMPLE_LAMBDA0 if given.get("data") is None else _GOLD.lambda0,
+                "flops_min": GOLDNAS_SPACE_FLOPS_MIN if space == "goldnas" else _GOLD.flops_min}
+
+    def gold(self) -> GoldNasConfig:
+        """The controller's hyper-parameters."""
+        return GoldNasConfig(xi_min=self.xi_min, xi_max=self.xi_max, n0=self.n0, lambda0=self.lambda0, c0=self.c0,
+                             mu=self.mu, flops_min=self.flops_min)
+
+    def one_level(self) -> OneLevelConfig:
+        """The optimizer settings."""
+        return OneLevelConfig(lr_weights=self.lr_weights, lr_alpha=self.lr_alpha, resource=self.resource)
+
+    def record(self) -> dict[str, Any]:
+        return {**super().record(), "lambda0": self.lambda0, "c0": self.c0, "n0": self.n0, "xi_min": self.xi_min,
+                "xi_max": self.xi_max, "mu": self.mu, "flops_min": self.flops_min, "resource": self.resource,
+                "lr_weights": self.lr_weights, "lr_alpha": self.lr_alpha}
+
+
+class GoldNasSearch(SearchAlgorithm):
+    """Runs GOLD-NAS on a :class:`~goldnas_fast.spaces.adapter.SearchSpace`.
+
+    On NAS-Bench-201 the search also stops once every edge keeps at most one operator (``docs/method/goldnas.md`` §9).
 
     Args:
         space: the supernet with sigmoid gates.
@@ -54,7 +115,11 @@ class GoldNasSearch:
         opt: the optimizer settings.
         device: where the supernet runs.
         ctx: the distributed context (a single process by default).
+
+    :meth:`build` makes one from a :class:`GoldNasSearchConfig` with its data loaders, for the search loop.
     """
+
+    config_type = GoldNasSearchConfig
 
     def __init__(self, space: SearchSpace, gold: GoldNasConfig, opt: OneLevelConfig, device: torch.device,
                  ctx: Context | None = None) -> None:
@@ -65,15 +130,63 @@ class GoldNasSearch:
         self.gold = gold
         net = space.network.to(device)
         self.alpha = space.alpha()
-        self.info = space.pair_info()
-        self.controller = GoldNasController(gold, self.info)
-        self.resource = ResourceTerm.from_config(self.info, opt.resource, gold, device=device)
+        self.layout = space.gate_layout()
+        self.controller = GoldNasController(gold, self.layout)
+        self.resource = ResourceTerm.from_config(self.layout, opt.resource, gold, device=device)
         self.weights_opt = torch.optim.SGD(net.weight_parameters(), lr=opt.lr_weights, momentum=opt.momentum,
                                            weight_decay=opt.weight_decay)
         self.alpha_opt = torch.optim.SGD([self.alpha], lr=opt.lr_alpha, momentum=opt.momentum,
                                          weight_decay=opt.weight_decay_alpha)
         self._module: torch.nn.Module | None = None
         self._sync_alive()
+        self.loaders: list[Any] = []  # set by build(); run_epoch trains on loaders[0]
+        self.epochs = 0
+        self._images_per_epoch = 0
+
+    @classmethod
+    def build(cls, config: GoldNasSearchConfig, ctx: Context) -> GoldNasSearch:
+        from goldnas_fast.search.supernet_setup import prepare_supernet
+
+        setup = prepare_supernet(config, ctx, gate="sigmoid" if config.space == "nb201" else None)
+        algo = cls(setup.space, config.gold(), config.one_level(), ctx.device, ctx=ctx)
+        algo.loaders, algo.epochs = setup.loaders, config.epochs
+        algo._images_per_epoch = len(setup.loaders[0]) * setup.batch * ctx.world_size
+        return algo
+
+    def progress_total(self) -> int | None:
+        return self._images_per_epoch
+
+    def progress_note(self) -> str | None:
+        # host-side facts only: loss and accuracy would cost a device sync per step; the epoch line has them
+        return (f"lambda {self.controller.lam:.2e} | surviving {int(self.controller.alive.sum())} | "
+                f"supernet FLOPs {self.discrete_flops_m():.1f}M")
+
+    def epoch_line(self, record: dict[str, Any]) -> str | None:
+        # the searched supernet's discrete network, not the benchmark's evaluation network
+        return epoch_line(record, "supernet FLOPs")
+
+    def run_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, Any]:
+        """One epoch of Algorithm 1: train on ``loaders[0]`` with the current lambda, then prune."""
+        for loader in self.loaders:
+            loader.set_epoch(epoch)
+        lam = self.controller.lam
+        stats = self.train_epoch(self.loaders[0], lam, progress=progress)
+        decision = self.end_epoch()
+        return {"epoch": epoch + 1, **stats, "lambda": lam, "next_lambda": self.controller.lam,
+                "pruned": int(decision.n_pruned), "surviving": int(self.controller.alive.sum()),
+                "flops_m": self.discrete_flops_m(), "arch": self.space.architecture(),
+                "recorded": bool(decision.recorded), "stop": bool(decision.stop), "stop_reason": decision.stop_reason}
+
+    def result(self, run_dir: RunDir, history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+        """The recorded architectures (the ends of stable plateaus) and the final one."""
+        from goldnas_fast.search.results import finish_goldnas_result, finish_nb201_result, stop_reason
+
+        final_arch = self.space.architecture()
+        extra = {"epochs_run": len(history), "stop_reason": stop_reason(history)}
+        if self.space.name == "nb201":
+            recorded = [{"epoch": r["epoch"], "arch": r["arch"]} for r in history if r.get("recorded")]
+            return finish_nb201_result(run_dir, run_dir.config, final_arch, recorded, seconds, extra=extra)
+        return finish_goldnas_result(run_dir, run_dir.config, final_arch, history, seconds, extra=extra)
 
     @property
     def module(self) -> torch.nn.Module:

@@ -1,6 +1,6 @@
 r"""The GOLD-NAS resource regularizer :math:`R(\alpha)` as differentiable, vectorized torch functions.
 
-Two forms (``goldnas.md`` §3.3 and §8):
+Two forms (``docs/method/goldnas.md`` §3.3 and §8):
 
 * ``log`` (the form of the documented implementation, with the node sum fixed as in §3.9):
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from goldnas_fast.search.layout import GateLayout, as_layout
+from goldnas_fast.nn.gate_layout import GateLayout, require_layout
 
 __all__ = ["normalized_weights", "log_resource", "expected_flops", "ResourceTerm", "regularizer", "KINDS"]
 
@@ -96,7 +96,7 @@ class ResourceTerm:
     """The regularizer of one search space, with its per-pair tensors built once on ``device``.
 
     Args:
-        layout: the gate layout (or a ``PairInfo``-like object, see :func:`~.layout.as_layout`).
+        layout: the supernet's gate layout.
         kind: ``'log'`` or ``'flops'``.
         xi_min, reg, mu: hyper-parameters of the ``log`` form (cost ``reg + mu * FLOPs``).
         include_fixed: add ``layout.fixed_flops_m`` to the ``flops`` form (a constant; no gradient).
@@ -105,14 +105,14 @@ class ResourceTerm:
     Call it as ``term(alpha, alive)`` with ``alive`` a bool tensor on the same device.
     """
 
-    def __init__(self, layout: Any, kind: str = "log", *, xi_min: float = 0.01, reg: float = 1.0,
+    def __init__(self, layout: GateLayout, kind: str = "log", *, xi_min: float = 0.01, reg: float = 1.0,
                  mu: float = 0.0, include_fixed: bool = False, device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float32) -> None:
         if kind not in KINDS:
             raise ValueError(f"ResourceTerm: kind must be one of {KINDS}, got {kind!r}")
         if not 0 < xi_min < 1:
             raise ValueError(f"ResourceTerm: xi_min must be in (0, 1), got {xi_min}")
-        self.layout = as_layout(layout)
+        self.layout = require_layout(layout, "ResourceTerm")
         self.kind, self.xi_min, self.include_fixed = kind, float(xi_min), include_fixed
         flops = np.asarray(self.layout.flops_m, dtype=np.float64)
         self.node_index = torch.as_tensor(self.layout.node_index.copy(), dtype=torch.long, device=device)
@@ -120,7 +120,7 @@ class ResourceTerm:
         self.cost = torch.as_tensor(reg + mu * flops, dtype=dtype, device=device)
 
     @classmethod
-    def from_config(cls, layout: Any, kind: str, config: Any, **kwargs: Any) -> ResourceTerm:
+    def from_config(cls, layout: GateLayout, kind: str, config: Any, **kwargs: Any) -> ResourceTerm:
         """Reads ``xi_min``, ``reg`` and ``mu`` from a :class:`~.controller.GoldNasConfig`."""
         return cls(layout, kind, xi_min=config.xi_min, reg=config.reg, mu=config.mu, **kwargs)
 

@@ -5,9 +5,27 @@ from typing import Any
 
 from goldnas_fast.runs import RunDir
 
-__all__ = ["finish_nb201_result", "finish_goldnas_result"]
+__all__ = ["finish_nb201_result", "finish_goldnas_result", "stop_reason"]
 
 ACCURACY_KEY = "cifar10_test_acc_200"
+
+
+def stop_reason(history: list[dict[str, Any]]) -> str:
+    """Why a supernet search ended: the last record's reason (the controller's ``'one_op_per_edge'``,
+    ``'flops_min'``, ``'exhausted'``, ...) or ``'epoch_limit'``."""
+    reason = history[-1].get("stop_reason") if history else None
+    return reason or "epoch_limit"
+
+
+def _distinct(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each architecture once, at its first appearance; the final architecture's entry says ``final``."""
+    first: dict[str, dict[str, Any]] = {}
+    for c in candidates:
+        if c["arch"] in first:
+            first[c["arch"]].update({"final": True} if c.get("final") else {})
+        else:
+            first[c["arch"]] = dict(c)
+    return list(first.values())
 
 
 def _nb201_facts(arch: str) -> dict[str, Any]:
@@ -35,7 +53,7 @@ def finish_nb201_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: str, r
 
     recorded = [{**r, **_nb201_facts(r["arch"])} for r in recorded]
     final = _nb201_facts(final_arch)
-    candidates = recorded + [{**final, "final": True}]
+    candidates = _distinct(recorded + [{**final, "final": True}])
     points = [(c[ACCURACY_KEY], c["flops_m"]) for c in candidates]
     front = sorted(set(pareto_front(points)))
     bench = Benchmark()
@@ -51,7 +69,8 @@ def finish_nb201_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: str, r
                 background=(bench.column("cifar10-test-200"), bench.column("flops_m")),
                 ylabel="NAS-Bench-201 CIFAR-10 test accuracy (200 epochs, %)", final=len(points) - 1)
     stop = f", stop: {result['stop_reason']}" if result.get("stop_reason") else ""
-    print(f"table index {final['index']} | FLOPs {final['flops_m']:.2f}M | params {final['params_m']:.3f}M | "
+    print(f"table index {final['index']} | NAS-Bench-201 network FLOPs {final['flops_m']:.2f}M | "
+          f"params {final['params_m']:.3f}M | "
           f"search {seconds:.0f}s{stop} | results in {run_dir.path}")
     # the headline last, on one line: what was found and how good the table says it is
     print(f"final architecture: {final_arch}  NAS-Bench-201 CIFAR-10 test accuracy: {final[ACCURACY_KEY]:.2f}% "

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from goldnas_fast.devices import parse_device
 from goldnas_fast.errors import UserError
 
 __all__ = ["add_arguments", "run"]
@@ -46,31 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--max-train", type=int, help="use only the first N training images (official order)")
     run_.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     run_.add_argument("--seed", type=int, default=0, help="run seed (weights, order, augmentation, drop-path)")
-    run_.add_argument("--out", help="run directory (must be new, or hold this run with --resume)")
+    run_.add_argument("--out", help="run directory (must be new, or hold this run with --resume; default "
+                      "runs/train-SPACE-PROTOCOL-sSEED-TIME)")
     run_.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     run_.add_argument("--channels-last", action="store_true", help="NHWC memory format (speed option)")
     run_.add_argument("--amp", default="fp32", help="fp32 (default), tf32 or bf16 (autocast)")
     run_.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and the last)")
     run_.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     run_.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: stop as if interrupted
-
-
-def _device(name: str) -> torch.device:
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device must be cpu or cuda[:N], got {name!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is available (this torch: "
-                            f"{torch.__version__}); use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-    elif dev.type != "cpu":
-        raise UserError(f"--device must be cpu or cuda[:N], got {name!r}")
-    return dev
 
 
 def _positive(value: int | None, name: str, allow_none: bool = True) -> None:
@@ -86,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from goldnas_fast.train.trainer import AMP_MODES
 
     # ---- validate everything before anything is written
-    if not args.out:
-        raise UserError("--out DIR is required")
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out naming the run to continue")
     if args.protocol is None:
         raise UserError("--protocol is required: nb201-12, nb201-200 or darts")
     protocol = get_protocol(args.protocol)
@@ -104,21 +88,22 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.eval_every, "--eval-every", allow_none=False)
     _positive(args.max_train, "--max-train")
     _positive(args.stop_after, "--stop-after")
-    device = _device(args.device)
+    if not args.out:
+        from goldnas_fast.outdirs import default_out
+
+        args.out = str(default_out("train", target.space, protocol.name, f"s{args.seed}"))
+    device = parse_device(args.device)
     inputs, source = _load_inputs(args, split, protocol, device)
     return _train(args, protocol, target, inputs, source, split, device)
 
 
 def _load_inputs(args: argparse.Namespace, split: str, protocol: Any, device: torch.device) -> tuple[Any, str]:
-    from goldnas_fast.data import load_cifar10
+    from goldnas_fast.data.open import open_cifar10
     from goldnas_fast.train.inputs import SPLITS, make_inputs
 
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    try:
-        arrays = load_cifar10(args.data, max_train=args.max_train)
-    except (FileNotFoundError, ValueError, OSError, EOFError) as exc:
-        raise UserError(f"--data {args.data or '(embedded sample)'}: {exc}") from None
+    arrays = open_cifar10(args.data, max_train=args.max_train)
     inputs = make_inputs(arrays, split, protocol, device, seed=args.seed, embedded_sample=args.data is None,
                          channels_last=args.channels_last)
     return inputs, arrays.source

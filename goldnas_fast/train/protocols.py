@@ -1,7 +1,7 @@
 """Training protocols: the NAS-Bench-201 benchmark training and the GOLD-NAS / DARTS re-training.
 
 A :class:`Protocol` holds every hyper-parameter a run needs; ``PROTOCOLS`` has the documented ones
-(``docs/nasbench201.md`` §2.1, ``docs/goldnas.md`` §6). Short runs override epochs, batch size or
+(``docs/method/nasbench201.md`` §2.1, ``docs/method/goldnas.md`` §6). Short runs override epochs, batch size or
 learning rate with :meth:`Protocol.with_overrides`; the run then records the protocol it actually
 used (:meth:`Protocol.to_dict`), including which fields were overridden.
 

@@ -35,8 +35,8 @@ def build_result(trainer: Any, target: Any, split_info: Mapping[str, Any], confi
         "final_train": {"loss": last["train_loss"], "acc": last["train_acc"]},
         "params_m": count_params_m(model),
         "flops_m": count_flops_m(model, model),
-        "cost_rule": "NB201 rule (docs/nasbench201.md 1.5): params / 1e6 and Conv2d+Linear multiply-accumulates "
-                     "per 32x32 image / 1e6; auxiliary head excluded",
+        "cost_rule": "NB201 rule (docs/method/nasbench201.md §1.5): params / 1e6 and Conv2d+Linear "
+                     "multiply-accumulates per 32x32 image / 1e6; auxiliary head excluded",
         "seconds": {"train": trainer.train_seconds, "eval": trainer.eval_seconds,
                     "total": trainer.train_seconds + trainer.eval_seconds, "this_invocation_wall": wall_seconds},
         "images_per_s": sum(r["train_seconds"] * r["images_per_s"] for r in history) / max(trainer.train_seconds,

@@ -265,13 +265,13 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- output
     def _bar(self, epoch: int) -> Any:
-        if not self.options.progress:
-            return None
-        from tqdm import tqdm
+        from goldnas_fast.progress import interactive, progress_bar
 
+        if not (self.options.progress and interactive()):  # no terminal: the epoch line is the progress
+            return None
         bs = self.protocol.batch_size
-        return tqdm(total=-(-self.n_train // bs), desc=f"epoch {epoch + 1}/{self.protocol.epochs}",
-                    unit="batch", file=sys.stderr, leave=True, dynamic_ncols=True)
+        return progress_bar(-(-self.n_train // bs), f"epoch {epoch + 1}/{self.protocol.epochs}", "batch",
+                            leave=True, dynamic_ncols=True)
 
     @staticmethod
     def _refresh(bar: Any, step: int, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, lr: float,

@@ -1,6 +1,6 @@
 """``Genotype``: a discrete GOLD-NAS architecture, one list of (op, source, target) triples per cell.
 
-Cells are independent (``goldnas.md`` §1.3): every cell has its own triples, a node may have any number
+Cells are independent (``docs/method/goldnas.md`` §1.3): every cell has its own triples, a node may have any number
 of inputs and an edge any number of operators. Nodes 0 and 1 are the cell inputs (outputs of cells
 k-2 and k-1), nodes 2..5 the intermediate nodes; a cell's output concatenates its distinct targets.
 The format matches the ``gene`` lists of the unofficial code (``sunsmarterjie/GOLD_NAS``).

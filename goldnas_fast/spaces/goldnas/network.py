@@ -1,4 +1,4 @@
-"""The re-training network of a GOLD-NAS genotype (``goldnas.md`` §6): exactly the genotype's cells.
+"""The re-training network of a GOLD-NAS genotype (``docs/method/goldnas.md`` §6): exactly the genotype's cells.
 
 Same skeleton as the super-network (stem, cells with reductions at ``L // 3`` and ``2L // 3``, auxiliary
 head after cell ``2L // 3``, global pooling, linear classifier) and the same depth. Each cell computes
@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from goldnas_fast.spaces.goldnas.flops import count_macs
+from goldnas_fast.nn.flops import count_macs
 from goldnas_fast.spaces.goldnas.genotype import NUM_INPUTS, NUM_NODES, Genotype, Triple
 from goldnas_fast.spaces.goldnas.heads import AuxiliaryHead, check_int, make_stem
 from goldnas_fast.spaces.goldnas.ops import FactorizedReduce, ReLUConvBN, make_op
@@ -91,7 +91,7 @@ class GoldNasNetwork(nn.Module):
     """Re-training network of a genotype; ``forward(x)`` returns ``(logits, aux_logits)``.
 
     ``aux_logits`` is None in eval mode or without the auxiliary head. Set ``drop_path_prob`` each epoch
-    (DARTS ramps it linearly from 0 to 0.2, ``goldnas.md`` §6).
+    (DARTS ramps it linearly from 0 to 0.2, ``docs/method/goldnas.md`` §6).
     """
 
     def __init__(self, genotype: Genotype, C: int = 36, num_classes: int = 10, auxiliary: bool = True,
@@ -191,12 +191,12 @@ def network_cost(genotype: Genotype | dict[str, Any] | str | os.PathLike[str], C
     """Parameters and FLOPs of ``build_network(genotype, C, num_classes)`` at ``input_size`` (exact counts).
 
     Params follow DARTS (``count_parameters_in_MB``: the auxiliary head is left out); FLOPs are conv and
-    linear multiply-accumulates of one image (:func:`~goldnas_fast.spaces.goldnas.flops.count_macs`).
+    linear multiply-accumulates of one image (:func:`~goldnas_fast.nn.flops.count_macs`, biases not counted).
     """
     check_int("input_size", input_size, 4)
     if input_size % 4:
         raise ValueError(f"input_size must be a multiple of 4 (two stride-2 reductions), got {input_size}")
     net = build_network(genotype, C=C, num_classes=num_classes, auxiliary=False, style=style).eval()
     params = sum(p.numel() for p in net.parameters())
-    macs = count_macs(net, torch.zeros(1, 3, input_size, input_size))
+    macs = count_macs(net, torch.zeros(1, 3, input_size, input_size), bias=False)
     return Cost(params * 1e-6, macs * 1e-6)

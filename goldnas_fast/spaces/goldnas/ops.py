@@ -1,7 +1,7 @@
 """The DARTS candidate operators of the GOLD-NAS space, with closed-form FLOPs and parameter counts.
 
 Module structure follows DARTS (``quark0/darts``, ``cnn/operations.py``) and the unofficial GOLD-NAS code
-(``goldnas.md`` §1.2):
+(``docs/method/goldnas.md`` §1.2):
 
 * ``sep_conv_kxk``: (ReLU, depthwise kxk stride s, pointwise 1x1, BN), then the same with stride 1.
 * ``dil_conv_kxk``: ReLU, depthwise kxk dilation 2 stride s, pointwise 1x1, BN.
@@ -10,7 +10,7 @@ Module structure follows DARTS (``quark0/darts``, ``cnn/operations.py``) and the
   follows, they are ordinary modules there and not the fused ``node_sum`` pooling primitives
   (those apply only to a bare stride-1 pool).
 * ``skip_connect``: stride 1 is :class:`IdentityBN`, the identity followed by ``BatchNorm2d(affine=False)``
-  in search (``goldnas.md`` §1.2: the BN equalizes scales so that the sigmoid gates are comparable).
+  in search (``docs/method/goldnas.md`` §1.2: the BN equalizes scales so that the sigmoid gates are comparable).
   It is therefore a module whose output is materialized, **not** the fused
   :class:`goldnas_fast.nn.Identity`. Stride 2 is :class:`FactorizedReduce`.
 * ``none``: :class:`Zero` (output zeros of the strided shape).
@@ -33,7 +33,7 @@ OPS: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", 
 """The DARTS operator names, in DARTS ``PRIMITIVES`` order."""
 
 DEFAULT_OPS: tuple[str, ...] = ("skip_connect", "sep_conv_3x3")
-"""GOLD-NAS's operator set (``goldnas.md`` §1.2)."""
+"""GOLD-NAS's operator set (``docs/method/goldnas.md`` §1.2)."""
 
 _SEP = {"sep_conv_3x3": 3, "sep_conv_5x5": 5}
 _DIL = {"dil_conv_3x3": 3, "dil_conv_5x5": 5}

@@ -1,6 +1,6 @@
 r"""The GOLD-NAS super-network: DARTS macro skeleton, independent cells, sigmoid gate per (cell, edge, op).
 
-Skeleton (``goldnas.md`` §1.1): stem (3x3 conv to 3C, BN); ``layers`` cells with reductions at
+Skeleton (``docs/method/goldnas.md`` §1.1): stem (3x3 conv to 3C, BN); ``layers`` cells with reductions at
 ``L // 3`` and ``2L // 3`` (channels double); each cell pre-processes its inputs (cells k-2, k-1) with
 1x1 ReLU-Conv-BN (FactorizedReduce after a reduction), has 4 intermediate nodes and 14 edges, and
 concatenates the 4 nodes; global average pooling and a linear classifier; an auxiliary head after
@@ -9,7 +9,7 @@ cell ``2L // 3``. Every (cell, edge, op) *pair* has its own architecture paramet
 
 .. math:: x_j = \sum_{(p \to j, o)\ \mathrm{alive}} \sigma(\alpha_{c, p \to j, o})\, o(x_p)
 
-(raw sigmoid, not normalized, ``goldnas.md`` §2.1). Pairs are flattened cell by cell, then edge by edge
+(raw sigmoid, not normalized, ``docs/method/goldnas.md`` §2.1). Pairs are flattened cell by cell, then edge by edge
 (DARTS order: node 2 from 0, 1; node 3 from 0, 1, 2; ...), then operator by operator (``pairs``).
 
 Cells are :class:`goldnas_fast.nn.DAGCell`: ``backend='fused'`` sums each node with one ``node_sum`` call
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from goldnas_fast.nn import DAGCell, Edge
+from goldnas_fast.nn.supernet import Supernet, check_modes
 from goldnas_fast.spaces.goldnas.genotype import NUM_INPUTS, NUM_NODES, Genotype, reduction_cells
 from goldnas_fast.spaces.goldnas.heads import AuxiliaryHead, check_int, make_stem
 from goldnas_fast.spaces.goldnas.ops import (DEFAULT_OPS, FactorizedReduce, ReLUConvBN, check_op_names, make_op,
@@ -46,7 +47,7 @@ def count_architectures(layers: int = 14, num_ops: int = 2) -> int:
     r"""Number of discrete networks: :math:`\left(\prod_{j=2}^{5} (2^{\,n_{ops}\, j} - 1)\right)^{L}`.
 
     Node ``j`` has ``j`` incoming edges, each with ``num_ops`` on/off switches, and keeps at least one
-    (``goldnas.md`` §1.4: ``246,517,425`` per cell with 2 ops; ``>10^117`` for 14 cells).
+    (``docs/method/goldnas.md`` §1.4: ``246,517,425`` per cell with 2 ops; ``>10^117`` for 14 cells).
     """
     check_int("layers", layers)
     check_int("num_ops", num_ops)
@@ -78,7 +79,7 @@ class SearchCell(nn.Module):
         return self.dag([self.preprocess0(s0), self.preprocess1(s1)], weights)
 
 
-class GoldNasSearchNetwork(nn.Module):
+class GoldNasSearchNetwork(Supernet):
     """The GOLD-NAS super-network (module docstring) with per-pair gates, costs and pruning masks.
 
     Args:
@@ -106,6 +107,7 @@ class GoldNasSearchNetwork(nn.Module):
         if input_size % 4:
             raise ValueError(f"input_size must be a multiple of 4 (two stride-2 reductions), got {input_size}")
         check_int("stem_multiplier", stem_multiplier)
+        check_modes("GoldNasSearchNetwork", backend=backend, lean=lean)
         self.ops = check_op_names(ops)
         self.C, self.layers, self.num_classes, self.input_size = C, layers, num_classes, input_size
         self.reductions = reductions
@@ -154,9 +156,9 @@ class GoldNasSearchNetwork(nn.Module):
         self.set_alive([True] * len(self.pairs))
 
     # ----------------------------------------------------------------- structure
-    @property
-    def num_pairs(self) -> int:
-        return len(self.pairs)
+    def search_cells(self) -> list[DAGCell]:
+        """The ``layers`` cells' DAGs, in network order."""
+        return [cell.dag for cell in self.cells]
 
     def pair_node(self) -> list[int]:
         """Global id of the node each pair enters: ``cell * 4 + (target - 2)`` (gates are normalized per node)."""
@@ -166,64 +168,13 @@ class GoldNasSearchNetwork(nn.Module):
         """Global id of the edge each pair lies on: ``cell * 14 + edge``."""
         return [c * len(CELL_EDGES) + e for c, e, _ in self.pairs]
 
-    @property
-    def backend(self) -> str:
-        return self.cells[0].dag.backend
-
-    @backend.setter
-    def backend(self, value: str) -> None:
-        for cell in self.cells:
-            cell.dag.backend = value
-
-    @property
-    def lean(self) -> bool:
-        return bool(self.cells[0].dag.lean)
-
-    @lean.setter
-    def lean(self, value: bool) -> None:
-        for cell in self.cells:
-            cell.dag.lean = bool(value)
-
-    @property
-    def memory_format(self) -> str:
-        """The fused cells' layout choice, ``'auto'`` (default: channels_last on CPU) or ``'preserve'``
-        (:class:`~goldnas_fast.nn.DAGCell` ``memory_format``)."""
-        return self.cells[0].dag.memory_format
-
-    @memory_format.setter
-    def memory_format(self, value: str) -> None:
-        for cell in self.cells:
-            cell.dag.memory_format = value
-
-    # ----------------------------------------------------------------- parameters and gates
-    def arch_parameters(self) -> list[nn.Parameter]:
-        """``[alpha]``: one architecture parameter per pair, flattened (``pairs`` order)."""
-        return [self.alpha]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """All network weights (everything but ``alpha``); pruned operators' weights are frozen."""
-        return [p for p in self.parameters() if p is not self.alpha]
-
+    # ----------------------------------------------------------------- gates
     def gate_values(self) -> torch.Tensor:
         r"""The gates :math:`\sigma(\alpha)`, one per pair (differentiable)."""
         return torch.sigmoid(self.alpha)
 
-    @property
-    def alive(self) -> list[bool]:
-        """Which pairs survive (host-side list)."""
-        return list(self._alive)
-
-    def set_alive(self, alive: Sequence[bool]) -> None:
-        """Sets the surviving pairs of all cells; pruned pairs are skipped in ``forward``.
-
-        Raises:
-            ValueError: wrong length, or an intermediate node left without a surviving pair (named by cell
-                and node).
-        """
-        alive = [bool(a) for a in alive]
-        if len(alive) != self.num_pairs:
-            raise ValueError(f"set_alive: alive has {len(alive)} entries, expected {self.num_pairs} (one per "
-                             f"(cell, edge, op) pair)")
+    def _apply_alive(self, alive: list[bool]) -> list[bool]:
+        """Raises ``ValueError`` naming the cell and node that would keep no surviving input pair."""
         live_nodes = {n for n, a in zip(self.pair_node(), alive) if a}
         for node in range(self.layers * NUM_NODES):
             if node not in live_nodes:
@@ -237,8 +188,8 @@ class GoldNasSearchNetwork(nn.Module):
         computed = [comp or (a and nodes[p] not in fed) for p, (a, comp) in enumerate(zip(alive, computed))]
         for c, cell in enumerate(self.cells):
             cell.dag.set_alive(computed[c * self._per_cell:(c + 1) * self._per_cell])
-        self._alive = alive
         self._alive_t.copy_(torch.tensor(alive, dtype=torch.bool))
+        return alive
 
     # ----------------------------------------------------------------- costs
     def pair_flops_m(self) -> list[float]:
@@ -246,7 +197,7 @@ class GoldNasSearchNetwork(nn.Module):
 
         Computed from the real layer shapes (:func:`~goldnas_fast.spaces.goldnas.ops.op_flops`). At
         ``input_size=32`` the ``sep_conv_3x3`` and stride-2 ``skip_connect`` values equal the unofficial
-        code's formulas (``goldnas.md`` §3.4: 3.32 / 2.99 / 2.82 M for sep_conv_3x3 at C = 36 / 72 / 144),
+        code's formulas (``docs/method/goldnas.md`` §3.4: 3.32 / 2.99 / 2.82 M for sep_conv_3x3 at C = 36 / 72 / 144),
         which hard-code a 32x32 map and therefore are wrong at other resolutions (e.g. 4x too small
         at 64x64); §3.4 also gives every other operator 0, whereas ``sep_conv_5x5`` and ``dil_conv_*``
         are counted here.
@@ -262,7 +213,7 @@ class GoldNasSearchNetwork(nn.Module):
 
         BN, pooling and the auxiliary head (training only) are not counted. At C = 36, 14 cells and 32x32
         this is 163.57 M (it scales with ``input_size`` squared), 2.45 M below the unofficial code's
-        hard-coded ``base_flops = 166.02`` (``goldnas.md`` §3.4, whose independent count gives "about
+        hard-coded ``base_flops = 166.02`` (``docs/method/goldnas.md`` §3.4, whose independent count gives "about
         164 M"). With the 613.45 M of all 392 pairs the full super-network costs 777.03 M (§3.4: about
         779 M with 166.02).
         """

@@ -1,4 +1,5 @@
-"""How a supernet's gates are laid out, as the GOLD-NAS controller and regularizer see them.
+"""How a supernet's gates are laid out (:meth:`Supernet.gate_layout <goldnas_fast.nn.supernet.Supernet.gate_layout>`),
+as the GOLD-NAS controller and regularizer see them.
 
 A supernet exposes a flat vector of gate logits ``alpha`` of shape ``(P,)``, one per *pair* (a candidate
 operator on an edge, in one cell or shared). For each pair the controller needs the node it enters
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GateLayout", "as_layout"]
+__all__ = ["GateLayout", "require_layout"]
 
 
 def _int_tuple(values: Sequence[Any], name: str) -> tuple[int, ...]:
@@ -113,15 +114,14 @@ class GateLayout:
         return {"num_pairs": self.num_pairs, "node": list(self.node), "edge": list(self.edge)}
 
 
-def as_layout(obj: Any) -> GateLayout:
-    """A :class:`GateLayout` from itself or any object with ``node``, ``edge``, ``flops_m`` and
-    (optionally) ``fixed_flops_m`` attributes, such as ``goldnas_fast.search.spaces.PairInfo``."""
-    if isinstance(obj, GateLayout):
-        return obj
-    try:
-        node, edge, flops = obj.node, obj.edge, obj.flops_m
-    except AttributeError as exc:
-        raise ValueError(f"layout: expected a GateLayout or an object with node, edge and flops_m, "
-                         f"got {type(obj).__name__}") from exc
-    return GateLayout(tuple(node), tuple(edge), tuple(flops), float(getattr(obj, "fixed_flops_m", 0.0)),
-                      getattr(obj, "names", None))
+
+def require_layout(layout: object, owner: str) -> GateLayout:
+    """``layout`` itself if it is a :class:`GateLayout`.
+
+    Raises:
+        ValueError: naming ``owner``, for anything else (a supernet gives its layout by ``gate_layout()``).
+    """
+    if not isinstance(layout, GateLayout):
+        raise ValueError(f"{owner}: layout must be a GateLayout (a supernet's gate_layout()), "
+                         f"got {type(layout).__name__}")
+    return layout
