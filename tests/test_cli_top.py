@@ -136,7 +136,7 @@ def test_nb201_table_has_a_legend_for_every_column(capsys: pytest.CaptureFixture
     assert legend.rstrip("\n") == LEGEND
     unexplained = [c for c in columns if not _explained(c)]
     assert not unexplained
-    assert "docs/nasbench201.md" in LEGEND and (REPO / "docs" / "nasbench201.md").is_file()
+    assert "docs/method/nasbench201.md" in LEGEND and (REPO / "docs" / "method" / "nasbench201.md").is_file()
 
 
 def test_nb201_json_has_no_legend_and_help_has_it(capsys: pytest.CaptureFixture) -> None:

@@ -17,7 +17,7 @@ from goldnas_fast.errors import UserError
 __all__ = ["add_arguments", "run", "LEGEND"]
 
 LEGEND = """\
-legend (the table's column names; docs/nasbench201.md explains them):
+legend (the table's column names; docs/method/nasbench201.md explains them):
   c10, c100, in16      CIFAR-10, CIFAR-100, ImageNet16-120; accuracies are top-1, in %
   _200, _12            after the 200-epoch schedule (mean over the benchmark's seeds) or the
                        12-epoch one (low fidelity: the best CIFAR-10 test accuracy is 89.16)
