@@ -126,3 +126,49 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def environment_info(device: str) -> dict[str, object]:
+    """The environment as a dict, for the ``--json`` output of every benchmark."""
+    info: dict[str, object] = {"date": datetime.date.today().isoformat(), "device": device,
+                               "torch": torch.__version__, "cuda": torch.version.cuda,
+                               "python": platform.python_version(), "threads": torch.get_num_threads(),
+                               "cores": os.cpu_count()}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def write_json(path: os.PathLike | str | None, bench: str, device: str, args: object, rows: Sequence[dict],
+               **extra: object) -> None:
+    """Writes ``{"bench", "environment", "args", "rows", ...}`` to ``path`` (nothing when ``path`` is None).
+
+    The file is replaced atomically, so a benchmark may call this after every row: if it is killed at its
+    time cap, the rows measured so far are on disk and readable.
+    """
+    import json
+    from pathlib import Path
+
+    if path is None:
+        return
+    path = Path(path)
+    payload = {"bench": bench, "environment": environment_info(device),
+               "args": {k: v if isinstance(v, (int, float, bool, type(None))) else str(v)
+                        for k, v in vars(args).items()},
+               "rows": list(rows), **extra}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_finite(payload), indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _finite(value: object) -> object:
+    """``value`` with NaN and infinities replaced by None (strict JSON has no NaN)."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
