@@ -172,3 +172,47 @@ def _finite(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+_SESSIONS: set[int] = set()  # process groups of running run_capped children
+
+
+def _kill_sessions(signum: int, frame: object) -> None:
+    import signal
+
+    for pgid in list(_SESSIONS):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    raise SystemExit(128 + signum)
+
+
+def run_capped(cmd: Sequence[str], timeout: float | None) -> tuple[int | None, str, str, float]:
+    """Runs ``cmd`` in its own session; returns (exit status or None if stopped at ``timeout``, stdout,
+    stderr, wall seconds).
+
+    At ``timeout`` the whole session is killed (grandchildren too, e.g. Inductor's compile workers). Its
+    own session puts it out of reach of a ``timeout`` wrapped around this process, so SIGTERM to this
+    process kills the session first and then exits.
+    """
+    import signal
+    import subprocess
+    import time
+
+    if signal.getsignal(signal.SIGTERM) is not _kill_sessions:
+        signal.signal(signal.SIGTERM, _kill_sessions)
+    t0 = time.perf_counter()
+    child = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    _SESSIONS.add(child.pid)
+    try:
+        out, err = child.communicate(timeout=timeout)
+        rc: int | None = child.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        out, err = child.communicate()
+        rc = None
+    finally:
+        _SESSIONS.discard(child.pid)
+    return rc, out or "", err or "", time.perf_counter() - t0
