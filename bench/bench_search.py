@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,9 +64,11 @@ def main() -> None:
     parser.add_argument("--algo", default="goldnas", choices=["goldnas", "darts"])
     parser.add_argument("--batch-size", type=int, default=64, help="the search's batch size (nb201 default 64)")
     parser.add_argument("--max-train", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--timeout", type=float, default=None, help="stop the search after this many seconds")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="stop the search this many seconds after this script started (its row is still written)")
     parser.add_argument("--json", type=Path, default=None, help="write the row and the environment here")
     args = parser.parse_args()
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     if args.epochs < 1 or args.batch_size < 1:
         parser.error("--epochs and --batch-size must be >= 1")
     per_epoch = images_per_epoch(args.data, args.max_train, args.algo, args.batch_size)
@@ -76,7 +79,7 @@ def main() -> None:
         cmd += ["--data", args.data] if args.data else []
         cmd += ["--max-train", str(args.max_train)] if args.max_train else []
         print("running: " + " ".join(cmd), flush=True)
-        rc, out, err, wall = run_capped(cmd, args.timeout)
+        rc, out, err, wall = run_capped(cmd, None if deadline is None else max(1.0, deadline - time.monotonic()))
         tail = (out + err)[-2000:]
         row = {"algo": args.algo, "data": args.data or "embedded sample", "epochs": args.epochs,
                "batch": args.batch_size, "exit": rc, **summarize(run_dir, wall, per_epoch)}

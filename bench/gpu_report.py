@@ -96,11 +96,13 @@ def _rows(data: dict[str, Any], bench: str) -> list[dict[str, Any]]:
 
 
 def _missing(data: dict[str, Any], step: str) -> str:
-    """Why a step's numbers are absent: its status, or that it has not run."""
-    for s in reversed(data["steps"]):
-        if s.get("step") == step:
-            note = f": {s['note']}" if s.get("note") else ""
-            return f"step {step} {s.get('status')}{note}"
+    """Why a number is absent: the step wrote results without that row, or its status, or that it did not run."""
+    status = next((s for s in reversed(data["steps"]) if s.get("step") == step), None)
+    if step in data["benches"]:
+        return f"no such row in {step}'s results" + (f" (step {status.get('status')})" if status else "")
+    if status:
+        note = f": {status['note']}" if status.get("note") else ""
+        return f"step {step} {status.get('status')}{note}"
     return f"step {step} did not run"
 
 
@@ -217,6 +219,8 @@ def _search_targets(data: dict[str, Any]) -> list[Target]:
                               _verdict(r["projected_protocol_s"] <= limit)))
         else:
             why = rows[0].get("error", "")[:120] if rows else _missing(data, bench)
+            if bench == "search_darts" and not rows and not any(s.get("step") == bench for s in data["steps"]):
+                why = "the suite runs no DARTS search (time budget): `bench/bench_search.py --algo darts`"
             out.append(Target(16, what, goal, why or _missing(data, bench), NOT_MEASURED))
     return out
 

@@ -171,7 +171,8 @@ main() {
   "$PY" -c "import xdist" 2>/dev/null && par=(-n 6)
   "$PY" -c "import pytest_benchmark" 2>/dev/null && bm=(--benchmark-disable)
   run_step tests "$BUDGET_tests" "$OUT/tests.log" \
-    "$PY" -m pytest -q -rf -p no:cacheprovider "${bm[@]}" "${par[@]}" -k "cuda or graphed" tests || failed=1
+    "$PY" -m pytest -q -rf -p no:cacheprovider ${bm[@]+"${bm[@]}"} ${par[@]+"${par[@]}"} -k "cuda or graphed" tests \
+    || failed=1
 
   # (c) every benchmark in GPU mode, each writing its JSON into the work folder
   run_step mixed_sum "$BUDGET_mixed_sum" "$bench" \
@@ -199,8 +200,11 @@ main() {
   run_step train "$BUDGET_train" "$bench" \
     "$PY" bench/bench_train.py --device cuda --images 2560 ${data:+--data "$data"} --json "$WORK/train.json" || failed=1
   if [ -n "$data" ]; then
+    # the search stops itself 8 s before the step's cap, so that its JSON (with the epochs done) is written
+    local search_cap=$(( DEADLINE - $(date +%s) ))
+    (( search_cap > BUDGET_search )) && search_cap=$BUDGET_search
     run_step search "$BUDGET_search" "$bench" \
-      "$PY" bench/bench_search.py --device cuda --data "$data" --epochs 2 --timeout $(( BUDGET_search - 8 )) \
+      "$PY" bench/bench_search.py --device cuda --data "$data" --epochs 2 --timeout $(( search_cap - 8 )) \
       --json "$WORK/search.json" || failed=1
   else
     record search skipped "" 0 "$BUDGET_search" "no DATA_NPZ given"
