@@ -96,8 +96,12 @@ class Built:
 
 def _autodl_network(args: argparse.Namespace) -> torch.nn.Module:
     """The official AutoDL DARTS supernet for NAS-Bench-201 (``xautodl==1.0.0``), logits only."""
-    from xautodl.models.cell_operations import NAS_BENCH_201
-    from xautodl.models.cell_searchs.search_model_darts import TinyNetworkDarts
+    try:
+        from xautodl.models.cell_operations import NAS_BENCH_201
+        from xautodl.models.cell_searchs.search_model_darts import TinyNetworkDarts
+    except ImportError as exc:
+        raise RuntimeError(f"xautodl is not importable ({exc}): pip install --no-deps xautodl==1.0.0, or put its "
+                           "wheel in .whl/ for scripts/gpu_check.sh") from exc
 
     class Logits(torch.nn.Module):
         def __init__(self) -> None:

@@ -294,3 +294,35 @@ def test_search_summary_projects_the_protocol_from_the_last_epoch(tmp_path):
     assert row["final_arch"] == "b" and row["surviving"] == [24, 20]
     assert summarize(tmp_path / "none", wall=5.0, per_epoch=10) == {"epochs_done": 0, "wall_s": 5.0,
                                                                     "images_per_epoch": 10}
+
+
+# ------------------------------------------------------------------------------------------ bench_supernet on CPU
+def _supernet(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess,
+                                                                                      dict]:
+    out = tmp_path / "supernet.json"
+    cmd = [sys.executable, str(REPO / "bench" / "bench_supernet.py"), "--device", "cpu", "--C", "4", "--N", "1",
+           "--batch", "2", "--steps", "1", "--warmup", "0", "--fractions", "1", "--threads", "1",
+           "--compile-isolation", "process", "--json", str(out), *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result, json.loads(out.read_text())
+
+
+def test_supernet_runs_compile_in_a_child_process_and_merges_its_row(tmp_path):
+    # TORCHDYNAMO_DISABLE makes torch.compile a no-op: the isolation plumbing runs without minutes of compiling
+    result, payload = _supernet(tmp_path, "--modes", "reference", "compile", "--compile-cap", "240",
+                                env={"TORCHDYNAMO_DISABLE": "1"})
+    rows = {r["mode"]: r for r in payload["rows"]}
+    assert rows["reference"]["step_ms"] > 0 and "isolated" not in rows["reference"]
+    assert rows["compile"]["isolated"] is True and rows["compile"]["step_ms"] > 0
+    assert rows["compile"]["saved_mib"] == pytest.approx(rows["reference"]["saved_mib"])
+    assert payload["bench"] == "supernet" and payload["environment"]["device"] == "cpu"
+    assert "| compile | 100% (24) |" in result.stdout
+
+
+def test_supernet_skips_a_compile_that_outlasts_its_cap(tmp_path):
+    result, payload = _supernet(tmp_path, "--batch", "2", "3", "--modes", "compile", "--compile-cap", "1")
+    first, second = payload["rows"]
+    assert "did not finish within the 1 s cap" in first["error"]
+    assert "at an earlier batch" in second["error"]
+    assert "step_ms" not in first and "step_ms" not in second
