@@ -80,7 +80,9 @@ def main() -> None:
         cmd += ["--max-train", str(args.max_train)] if args.max_train else []
         print("running: " + " ".join(cmd), flush=True)
         rc, out, err, wall = run_capped(cmd, None if deadline is None else max(1.0, deadline - time.monotonic()))
-        tail = (out + err)[-2000:]
+        # the search's own lines, without its progress bars (tqdm redraws them with carriage returns)
+        lines = [ln for ln in (out + "\n" + err).replace("\r", "\n").splitlines() if ln.strip() and "%|" not in ln]
+        tail = "\n".join(lines)[-2000:]
         row = {"algo": args.algo, "data": args.data or "embedded sample", "epochs": args.epochs,
                "batch": args.batch_size, "exit": rc, **summarize(run_dir, wall, per_epoch)}
     if rc != 0:

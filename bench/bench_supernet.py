@@ -209,7 +209,7 @@ def run_isolated(mode: str, fraction: float, batch: int, args: argparse.Namespac
     cap = args.compile_cap
     if args.compile_total is not None:
         cap = min(cap, args.compile_total - args.compile_spent)
-        if cap < 1:
+        if cap < min(10.0, args.compile_cap):  # too little left to compile anything: say so, do not start
             row["error"] = f"skipped: the --compile-total {args.compile_total:g} s of compile modes is spent"
             return row
     cmd = [sys.executable, __file__, "--child", "--device", args.device, "--batch", str(batch), "--C", str(args.C),
@@ -324,13 +324,23 @@ def measure_fraction(fraction: float, batch: int, args: argparse.Namespace) -> l
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
-    for mode in args.modes:  # after the in-process modes, so that the child has the device to itself
-        if _isolated(mode, args):
-            rows[mode] = run_isolated(mode, fraction, batch, args)
-            if "first_step_s" in rows[mode]:
-                print(f"# {mode} @ batch {batch}, {fraction:.0%} (child process): first step (compile) "
-                      f"{rows[mode]['first_step_s']:.1f} s", flush=True)
+    for mode in args.modes:
+        if _isolated(mode, args):  # run by main() after these rows are saved, with the device to itself
+            rows[mode]["error"] = "pending: runs in a child process after the other modes"
     return [rows[mode] for mode in args.modes]
+
+
+def measure_isolated(measured: list[dict], args: argparse.Namespace) -> list[dict]:
+    """``measured`` with the rows of the isolated (compile) modes filled in by their child processes."""
+    out = []
+    for row in measured:
+        if _isolated(row["mode"], args):
+            row = run_isolated(row["mode"], row["fraction"], row["batch"], args)
+            if "first_step_s" in row:
+                print(f"# {row['mode']} @ batch {row['batch']}, {row['fraction']:.0%} (child process): first step "
+                      f"(compile) {row['first_step_s']:.1f} s", flush=True)
+        out.append(row)
+    return out
 
 
 def main() -> None:
@@ -384,7 +394,10 @@ def main() -> None:
     rows = []
     for batch in args.batch:
         for fraction in args.fractions:
-            for row in measure_fraction(fraction, batch, args):
+            measured = measure_fraction(fraction, batch, args)
+            # saved before the capped compile children run: a kill at the step's cap keeps these rows
+            write_json(args.json, "supernet", args.device, args, rows + measured, environment_line=env)
+            for row in measure_isolated(measured, args):
                 profile = row.pop("profile", None)
                 print(json.dumps(row), flush=True)
                 if profile:

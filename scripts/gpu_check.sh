@@ -24,8 +24,8 @@ BUDGET_tests=50            # 246 CUDA tests in 20 s with -n 6 (more tests since)
 BUDGET_mixed_sum=35        # --quick measured 22 s; --big adds one (256,64,64,64) case, a few seconds
 BUDGET_node_sum=35         # --quick measured 30 s
 BUDGET_overhead=20         # 2 variants x 5 functions x ~1 s + start-up
-BUDGET_supernet=110        # batch 64 and 256 x 6 in-process modes x 23 steps of 20-150 ms (~40 s with builds);
-                           # torch.compile in a child process: 45 s cap each, 60 s for both batches together
+BUDGET_supernet=110        # batch 64 and 256 x 6 in-process modes x 18 steps of 20-150 ms (~50 s with builds);
+                           # torch.compile in a child process: 45 s for both batches together
 BUDGET_goldnas_memory=40   # 4 processes x (~5 s start-up + 6 steps of 0.24-0.43 s)
 BUDGET_train=35            # 2 archs x 6 loops x 2 epochs of 2,560 images
 BUDGET_search=55           # 2 epochs x 15 s (9,984 images at ~660 img/s) + ~15 s start-up and data loading
@@ -191,9 +191,9 @@ main() {
     fi
   fi
   run_step supernet "$BUDGET_supernet" "$bench" \
-    "$PY" bench/bench_supernet.py --device cuda --batch 64 256 --fractions 1 --gate softmax --steps 20 --warmup 2 \
+    "$PY" bench/bench_supernet.py --device cuda --batch 64 256 --fractions 1 --gate softmax --steps 15 --warmup 2 \
     --modes reference fused fused+graph fused@cl fused+graph@cl autodl compile \
-    --compile-cap 45 --compile-total 60 --mode-cap 5 --json "$WORK/supernet.json" || failed=1
+    --compile-cap 45 --compile-total 45 --mode-cap 5 --json "$WORK/supernet.json" || failed=1
   run_step goldnas_memory "$BUDGET_goldnas_memory" "$bench" \
     "$PY" bench/bench_goldnas_memory.py --device cuda --steps 5 --child-timeout 25 \
     --json "$WORK/goldnas_memory.json" || failed=1
