@@ -134,8 +134,8 @@ def environment_info(device: str) -> dict[str, object]:
                                "torch": torch.__version__, "cuda": torch.version.cuda,
                                "python": platform.python_version(), "threads": torch.get_num_threads(),
                                "cores": os.cpu_count()}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name()
+    if device.startswith("cuda"):  # a wrapper (bench_search) may ask on a machine without one
+        info["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
     return info
 
 

@@ -116,8 +116,11 @@ def _tests_target(data: dict[str, Any]) -> Target:
     if not t:
         return Target(14, what, goal, _missing(data, "tests"), NOT_MEASURED)
     bad = t.get("failed", 0) + t.get("errors", 0)
+    passed, skipped = t.get("passed", 0), t.get("skipped", 0)
     text = ", ".join(f"{t[k]} {k}" for k in ("passed", "failed", "errors", "skipped") if t.get(k))
-    return Target(14, what, goal, text, _verdict(bad == 0 and t.get("passed", 0) > 0))
+    if skipped > passed:  # on a GPU machine the CUDA tests must run, not skip
+        text += " (more skipped than passed: CUDA device or kernels not found?)"
+    return Target(14, what, goal, text, _verdict(bad == 0 and passed > 0 and skipped <= passed))
 
 
 def _ratio_target(issue: int, what: str, goal: str, values: list[tuple[float, str]], ok, missing: str) -> Target:

@@ -242,6 +242,15 @@ def test_report_rejects_a_missing_work_folder(tmp_path):
         gpu_report.main(["--work", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
 
 
+def test_report_does_not_count_skipped_cuda_tests_as_passing(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    out.mkdir()
+    (out / "tests.log").write_text("1 passed, 245 skipped, 812 deselected in 6.70s\n")
+    target = gpu_report.evaluate_targets(gpu_report.load(work, out))[0]
+    assert target.verdict == gpu_report.MISSED and "more skipped than passed" in target.measured
+
+
 @pytest.mark.parametrize("text, expected", [
     ("13 failed, 233 passed in 20.12s", {"failed": 13, "passed": 233}),
     ("===== 246 passed, 2 warnings in 19.0s =====", {"passed": 246, "warnings": 2}),
