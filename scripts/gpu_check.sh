@@ -9,6 +9,7 @@
 #   PYTHON          the interpreter that holds the CUDA torch (default python3)
 #   GPU_CHECK_BUDGET  seconds for all steps together (default 480); also a hard deadline: no step gets
 #                   more than what is left of it, and a step that finds too little left is skipped
+#   GPU_CHECK_COMMIT  the commit to name in the report (default: git rev-parse, where .git is there)
 # Optional: xautodl importable, or its wheel at .whl/xautodl-1.0.0-py3-none-any.whl, for the AutoDL rows.
 #
 # OUTDIR gets five files: summary.md (steps, targets, tables), results.json (all numbers), build.log,
@@ -58,11 +59,13 @@ major, minor = (int(v) for v in re.match(r"(\d+)\.(\d+)", torch.__version__).gro
 if (major, minor) < (2, 11):
     print(f"gpu_check: refused: torch {torch.__version__} is older than 2.11")
     sys.exit(1)
-try:
-    commit = subprocess.run(["git", "-C", sys.argv[1], "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, timeout=10).stdout.strip()
-except (OSError, subprocess.SubprocessError):
-    commit = ""
+commit = os.environ.get("GPU_CHECK_COMMIT", "")  # the device copy of a checkout may have no .git
+if not commit:
+    try:
+        commit = subprocess.run(["git", "-C", sys.argv[1], "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
 props = torch.cuda.get_device_properties(0)
 print(json.dumps({"gpu": f"{props.name}, {props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs",
                   "gpus": torch.cuda.device_count(), "torch": torch.__version__, "cuda": torch.version.cuda,
