@@ -160,7 +160,7 @@ main() {
   run_step build "$BUDGET_build" "$OUT/build.log" bash -c build_extension
   if [ $? -ne 0 ]; then
     tail -n 5 "$OUT/build.log" | sed 's/^/[gpu_check] build: /'
-    echo "[gpu_check] the build failed or has no CUDA kernels (cuda_version() == 0): stopping, see $OUT/build.log" >&2
+    echo "[gpu_check] the build failed or has no CUDA kernels (cuda_version() <= 0): stopping, see $OUT/build.log" >&2
     for s in tests mixed_sum node_sum overhead supernet goldnas_memory train search; do
       record "$s" skipped "" 0 0 "build failed"
     done
