@@ -1,12 +1,14 @@
 """Peak memory of one GOLD-NAS search training step: reference vs fused vs fused + lean (14 cells, C = 36).
 
 Usage: python bench/bench_goldnas_memory.py [--device cpu|cuda] [--batch 8 16] [--layers 14] [--C 36]
+                                           [--steps 5] [--child-timeout S] [--json PATH]
 
 One step = forward (logits + auxiliary logits), CE + 0.4 CE_aux, one backward, gradient clipping, then the
 alpha and weight SGD steps (momentum), as in ``goldnas.md`` §2.2. Every (mode, batch) runs in a fresh
 subprocess so that allocator state does not leak from one measurement into the next.
 
-* CUDA: ``torch.cuda.max_memory_allocated`` over the step at the requested batch (96 by default).
+* CUDA: ``torch.cuda.max_memory_allocated`` over the step at the requested batch (96 by default); the step
+  time is the median of ``--steps`` steps after one warm-up step.
 * CPU (no allocator statistics): two estimates, both scaled to batch 96 and labelled as such:
   1. *saved for backward*: bytes of the distinct non-parameter storages that autograd saves during the
      forward pass (``torch.autograd.graph.saved_tensors_hooks``), scaled linearly from the measured batch
@@ -15,12 +17,15 @@ subprocess so that allocator state does not leak from one measurement into the n
      the RSS before it, plus the weights; extrapolated linearly to 96 from two batch sizes. This includes
      the transient backward peak (e.g. lean mode's per-node recomputation) that saved bytes miss, and
      the allocator's fragmentation; the step time printed is that first step's.
-The target is <= 8 GB for fused + lean at batch 96.
+The target is <= 8 GB for fused + lean at batch 96 (issue 16 on the GPU: lean <= 4 GB and <= 1.3x the
+non-lean step time; fused >= 1.5x the reference's step speed). A mode whose process fails or runs past
+``--child-timeout`` gets a row with its error; the other modes still run.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, markdown_table  # noqa: E402
+from common import environment, markdown_table, write_json  # noqa: E402
 
 MODES = {"reference": ("reference", False), "reference+lean": ("reference", True), "fused": ("fused", False),
          "fused+lean": ("fused", True)}
@@ -52,7 +57,7 @@ def _rss_kb(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def measure(mode: str, batch: int, device: str, C: int, layers: int) -> dict[str, float]:
+def measure(mode: str, batch: int, device: str, C: int, layers: int, steps: int = 1) -> dict[str, float]:
     """One process, one mode: static bytes, saved-for-backward bytes, peak step memory, step time."""
     from goldnas_fast.spaces.goldnas import GoldNasSearchNetwork
 
@@ -94,10 +99,13 @@ def measure(mode: str, batch: int, device: str, C: int, layers: int) -> dict[str
         step()  # warm-up; creates the momentum buffers
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        step()
-        torch.cuda.synchronize()
-        elapsed = time.perf_counter() - t0
+        times = []
+        for _ in range(max(1, steps)):
+            t0 = time.perf_counter()
+            step()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        elapsed = statistics.median(times)
         peak = torch.cuda.max_memory_allocated()
         peak_delta = peak - torch.cuda.memory_allocated()
 
@@ -121,9 +129,17 @@ def measure(mode: str, batch: int, device: str, C: int, layers: int) -> dict[str
 
 def run_one(mode: str, batch: int, args: argparse.Namespace) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--one", mode, "--batch", str(batch), "--device", args.device,
-           "--C", str(args.C), "--layers", str(args.layers), "--threads", str(args.threads)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+           "--C", str(args.C), "--layers", str(args.layers), "--threads", str(args.threads), "--steps", str(args.steps)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=args.child_timeout).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        return f"exit {exc.returncode}: {(exc.stderr or '').strip()[-300:]}"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"did not finish within --child-timeout {exc.timeout:g} s"
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def main() -> None:
@@ -136,11 +152,15 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads of each measuring process (1: robust on a shared machine)")
+    parser.add_argument("--steps", type=int, default=5, help="CUDA: timed steps per mode (median)")
+    parser.add_argument("--child-timeout", type=float, default=None,
+                        help="seconds after which a mode's measuring process is stopped (its row gives the error)")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows and the environment here")
     parser.add_argument("--one", choices=list(MODES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         torch.set_num_threads(args.threads)
-        print(json.dumps(measure(args.one, args.batch[0], args.device, args.C, args.layers)))
+        print(json.dumps(measure(args.one, args.batch[0], args.device, args.C, args.layers, args.steps)))
         return
     cuda = args.device.startswith("cuda")
     batches = args.batch or ([TARGET_BATCH] if cuda else [8, 16])
@@ -150,11 +170,19 @@ def main() -> None:
           + ("" if cuda else f" | measuring processes use {args.threads} thread(s)"))
     if skipped:
         print(f"(skipped {skipped}: goldnas_fast.ops.node_sum is not available)")
-    rows = []
+    rows, records = [], []
     for mode in modes:
-        res = [run_one(mode, b, args) for b in batches]
+        try:
+            res = [run_one(mode, b, args) for b in batches]
+        except (subprocess.SubprocessError, ValueError) as exc:  # reported as a row; the other modes go on
+            records.append({"mode": mode, "error": _failure(exc)})
+            print(json.dumps(records[-1]), flush=True)
+            write_json(args.json, "goldnas_memory", args.device, args, records)
+            continue
         for r in res:
             print(json.dumps(r), flush=True)
+        records += res
+        write_json(args.json, "goldnas_memory", args.device, args, records)
         last = res[-1]
         scale = TARGET_BATCH / last["batch"]
         saved96 = last["static"] + last["saved"] * scale

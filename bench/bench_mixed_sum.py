@@ -1,7 +1,9 @@
 """Forward+backward of ``mixed_sum`` vs eager ``sum(w * x)`` vs ``torch.compile`` of the same function.
 
-Usage: python bench/bench_mixed_sum.py [--device cpu|cuda] [--quick] [--rounds 15] [--fresh-pages]
+Usage: python bench/bench_mixed_sum.py [--device cpu|cuda] [--quick] [--big] [--rounds 15] [--fresh-pages]
+                                      [--json PATH]
 On CUDA the table also gives GB/s and the fraction of a device-to-device copy measured in the same run.
+``--big`` adds the (256, 64, 64, 64) K = 5 case (the bandwidth target's shape) to ``--quick``.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_samples, environment, keep_freed_memory, markdown_table, median_ms, paired_ratio, time_ms  # noqa: E402
+from common import (compare_samples, environment, keep_freed_memory, markdown_table, median_ms,  # noqa: E402
+                    paired_ratio, time_ms, write_json)
 
 from goldnas_fast.ops import mixed_sum, mixed_sum_ref  # noqa: E402
 
@@ -39,7 +42,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and shorter timing")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    parser.add_argument("--big", action="store_true", help="with --quick: add the (256, 64, 64, 64) K = 5 case")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per case")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows and the environment here")
     parser.add_argument("--fresh-pages", action="store_true",
                         help="leave glibc malloc as it is (freed memory trimmed, page faults on fresh pages timed)")
     args = parser.parse_args()
@@ -50,8 +55,8 @@ def main() -> None:
     ks = [2, 5, 8]
     cases = [(s, k) for s in shapes for k in ks] + [((256, 64, 64, 64), 5)]
     if args.quick:
-        cases = [((64, 16, 32, 32), 5), ((64, 64, 32, 32), 8)]
-    rows = []
+        cases = [((64, 16, 32, 32), 5), ((64, 64, 32, 32), 8)] + ([((256, 64, 64, 64), 5)] if args.big else [])
+    rows, records = [], []
     for shape, k in cases:
         torch._dynamo.reset()  # one specialised graph per case, never the recompile limit's eager fallback
         compiled = None if args.no_compile else torch.compile(eager, dynamic=False)
@@ -73,10 +78,18 @@ def main() -> None:
         moved = (3 * k + 2) * n * xs[0].element_size()  # fwd: K reads + 1 write; bwd: K+1 reads + K writes
         row = [f"{tuple(shape)}", k, t_fused, t_eager, t_comp, paired_ratio(samples, "eager", "fused")[0], comp_ratio,
                f"{comp_q1:.2f}-{comp_q3:.2f}"]
+        record = {"shape": list(shape), "K": k, "fused_ms": t_fused, "eager_ms": t_eager, "compile_ms": t_comp,
+                  "eager_over_fused": row[5], "compile_over_fused": comp_ratio,
+                  "compile_over_fused_iqr": [comp_q1, comp_q3], "moved_bytes": moved}
         if device.startswith("cuda"):
             gbps = moved / t_fused / 1e6
-            row += [gbps, gbps / copy_gbps(n * k, dtype, device)]
+            copy = copy_gbps(n * k, dtype, device)
+            row += [gbps, gbps / copy]
+            record.update(fused_gbps=gbps, copy_gbps=copy, fraction_of_copy=gbps / copy)
         rows.append(row)
+        records.append(record)
+        write_json(args.json, "mixed_sum", device, args, records)
+        print(f"done: {tuple(shape)} K={k}", file=sys.stderr, flush=True)
     # Ratios are medians over rounds of the two modes' times within one round (paired), which cancels
     # load that drifts between rounds; the quartiles show how much the rounds disagree.
     header = ["shape", "K", "fused ms", "eager ms", "compile ms", "eager/fused", "compile/fused",

@@ -1,6 +1,6 @@
 """Forward+backward of one ``node_sum`` node vs ``node_sum_ref`` eager vs ``torch.compile(node_sum_ref)``.
 
-Usage: python bench/bench_node_sum.py [--device cpu|cuda] [--dtype float32] [--quick] [--no-compile]
+Usage: python bench/bench_node_sum.py [--device cpu|cuda] [--dtype float32] [--quick] [--no-compile] [--json PATH]
 A node here has a skip entry and a pooling entry on the same source tensor plus two precomputed
 convolution outputs (IDENTITY entries), each with its own gate. Besides time, the table gives the bytes
 saved for backward (torch.autograd.graph.saved_tensors_hooks, each storage counted once) and how many of
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import compare_ms, environment, keep_freed_memory, markdown_table  # noqa: E402
+from common import compare_ms, environment, keep_freed_memory, markdown_table, write_json  # noqa: E402
 
 from goldnas_fast.ops import Kind, node_sum, node_sum_ref  # noqa: E402
 
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     parser.add_argument("--fresh-pages", action="store_true",
                         help="leave glibc malloc as it is (freed memory trimmed, page faults on fresh pages timed)")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows and the environment here")
     args = parser.parse_args()
     recycled = not args.fresh_pages and keep_freed_memory()
     device, dtype = args.device, getattr(torch, args.dtype)
@@ -66,7 +67,7 @@ def main() -> None:
              ((64, 64, 16, 16), Kind.AVG_POOL_3X3)]
     if args.quick:
         cases = cases[:1]
-    rows = []
+    rows, records = [], []
     for shape, pool in cases:
         torch._dynamo.reset()  # one specialised graph per case, never the recompile limit's eager fallback
         compiled = None if args.no_compile else torch.compile(node_sum_ref, dynamic=False)
@@ -87,6 +88,12 @@ def main() -> None:
         rows.append([f"{tuple(shape)}", f"id+{pool.name.lower()}+2 conv", t_fused, t_eager, t_comp,
                      t_eager / t_fused, t_comp / t_fused, fused_saved / mib, ref_saved / mib,
                      fused_extra / mib, ref_extra / mib])
+        records.append({"shape": list(shape), "entries": rows[-1][1], "fused_ms": t_fused, "eager_ms": t_eager,
+                        "compile_ms": t_comp, "eager_over_fused": t_eager / t_fused,
+                        "compile_over_fused": t_comp / t_fused, "fused_saved_mib": fused_saved / mib,
+                        "ref_saved_mib": ref_saved / mib, "fused_extra_mib": fused_extra / mib,
+                        "ref_extra_mib": ref_extra / mib})
+        write_json(args.json, "node_sum", device, args, records)
     header = ["shape", "entries", "fused ms", "eager ms", "compile ms", "eager/fused", "compile/fused",
               "fused saved MiB", "ref saved MiB", "fused extra MiB", "ref extra MiB"]
     malloc = "glibc malloc keeps freed memory" if recycled else "malloc as is"

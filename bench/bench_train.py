@@ -1,6 +1,7 @@
 """Training throughput (images/s) of the goldnas_fast trainer vs a plain eager PyTorch loop.
 
 Usage: python bench/bench_train.py [--device cpu|cuda] [--images N] [--batch-size B] [--data PATH] [--quick]
+                                   [--json PATH]
 
 Networks: the cheapest and the most expensive NAS-Bench-201 architecture by official FLOPs (ties go to
 the lowest index). Both loops train the same network with the nb201 protocol's SGD (Nesterov, wd 5e-4)
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, markdown_table, sync  # noqa: E402
+from common import environment, markdown_table, sync, write_json  # noqa: E402
 
 from goldnas_fast.data import DeviceLoader, load_cifar10  # noqa: E402
 from goldnas_fast.nb201 import NUM_ARCHS, build_network, cost  # noqa: E402
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fp32 rows only")
     parser.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on CPU (without native "
                         "bf16 instructions it ran 4-50x slower than fp32 on the development machine)")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows and the environment here")
     args = parser.parse_args()
     device = torch.device(args.device)
     cpu = device.type == "cpu"
@@ -138,7 +140,7 @@ def main() -> None:
     y_cpu = torch.from_numpy(arrays.train_labels)
     plain_loader = DataLoader(PerSampleTransform(x_cpu, y_cpu, p.mean, p.std), batch_size=batch, shuffle=True,
                               num_workers=workers, pin_memory=not cpu, persistent_workers=workers > 0)
-    rows = []
+    rows, records = [], []
     for label, index in extremes():
         flops = cost(index).flops_m
 
@@ -162,6 +164,9 @@ def main() -> None:
             configs.append((name, trainer_rate(fresh(), loader, device, args.epochs, amp, cl, batch)))
         for name, rate in configs:
             rows.append((f"{label} ({index})", f"{flops:.2f}", name, f"{rate:.0f}", f"{rate / plain:.2f}x"))
+            records.append({"arch": label, "index": index, "mflops": flops, "loop": name, "images_per_s": rate,
+                            "over_plain": rate / plain})
+        write_json(args.json, "train", str(device), args, records, images=n_images, batch=batch, workers=workers)
         print(f"done: {label} arch {index}", file=sys.stderr)
     print(f"\n{environment(str(device))}\n")
     print(f"{n_images} training images, batch {batch}, {args.epochs} timed epoch(s) after one warm-up epoch, "

@@ -126,3 +126,93 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def environment_info(device: str) -> dict[str, object]:
+    """The environment as a dict, for the ``--json`` output of every benchmark."""
+    info: dict[str, object] = {"date": datetime.date.today().isoformat(), "device": device,
+                               "torch": torch.__version__, "cuda": torch.version.cuda,
+                               "python": platform.python_version(), "threads": torch.get_num_threads(),
+                               "cores": os.cpu_count()}
+    if device.startswith("cuda"):  # a wrapper (bench_search) may ask on a machine without one
+        info["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+    return info
+
+
+def write_json(path: os.PathLike | str | None, bench: str, device: str, args: object, rows: Sequence[dict],
+               **extra: object) -> None:
+    """Writes ``{"bench", "environment", "args", "rows", ...}`` to ``path`` (nothing when ``path`` is None).
+
+    The file is replaced atomically, so a benchmark may call this after every row: if it is killed at its
+    time cap, the rows measured so far are on disk and readable.
+    """
+    import json
+    from pathlib import Path
+
+    if path is None:
+        return
+    path = Path(path)
+    payload = {"bench": bench, "environment": environment_info(device),
+               "args": {k: v if isinstance(v, (int, float, bool, type(None))) else str(v)
+                        for k, v in vars(args).items()},
+               "rows": list(rows), **extra}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_finite(payload), indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _finite(value: object) -> object:
+    """``value`` with NaN and infinities replaced by None (strict JSON has no NaN)."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+_SESSIONS: set[int] = set()  # process groups of running run_capped children
+
+
+def _kill_sessions(signum: int, frame: object) -> None:
+    import signal
+
+    for pgid in list(_SESSIONS):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    raise SystemExit(128 + signum)
+
+
+def run_capped(cmd: Sequence[str], timeout: float | None) -> tuple[int | None, str, str, float]:
+    """Runs ``cmd`` in its own session; returns (exit status or None if stopped at ``timeout``, stdout,
+    stderr, wall seconds).
+
+    At ``timeout`` the whole session is killed (grandchildren too, e.g. Inductor's compile workers). Its
+    own session puts it out of reach of a ``timeout`` wrapped around this process, so SIGTERM to this
+    process kills the session first and then exits.
+    """
+    import signal
+    import subprocess
+    import time
+
+    if signal.getsignal(signal.SIGTERM) is not _kill_sessions:
+        signal.signal(signal.SIGTERM, _kill_sessions)
+    t0 = time.perf_counter()
+    child = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    _SESSIONS.add(child.pid)
+    try:
+        out, err = child.communicate(timeout=timeout)
+        rc: int | None = child.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        out, err = child.communicate()
+        rc = None
+    finally:
+        _SESSIONS.discard(child.pid)
+    return rc, out or "", err or "", time.perf_counter() - t0
