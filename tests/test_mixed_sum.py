@@ -153,12 +153,15 @@ def test_bad_input_raises_value_error(make, match):
         mixed_sum(inputs, weights)
 
 
-def test_bad_input_through_dispatcher_raises_runtime_error():
-    with pytest.raises(RuntimeError, match="inputs\\[1\\] has shape"):
+def test_bad_input_through_dispatcher_raises_value_error():
+    # The kernels' own checks (csrc/checks.h) raise ValueError: mixed_sum does not repeat them in Python.
+    with pytest.raises(ValueError, match="inputs\\[1\\] has shape"):
         torch.ops.goldnas.mixed_sum([torch.randn(3), torch.randn(4)], torch.rand(2))
-    with pytest.raises(RuntimeError, match="weights has 3 entries"):
+    with pytest.raises(ValueError, match="weights has 3 entries"):
         torch.ops.goldnas.mixed_sum([torch.randn(3)], torch.rand(3))
-    with pytest.raises(RuntimeError, match="weights has 3 entries"):
+    with pytest.raises(ValueError, match="grad_out must match"):
+        torch.ops.goldnas.mixed_sum_backward(torch.randn(4), [torch.randn(3)], torch.rand(1), True)
+    with pytest.raises(ValueError, match="weights has 3 entries"):
         torch.ops.goldnas.mixed_sum_backward(torch.randn(3), [torch.randn(3)], torch.rand(3), True)
 
 
