@@ -73,20 +73,3 @@ def _mixed_sum_backward_fake(grad_out: torch.Tensor, inputs: list[torch.Tensor],
                              need_inputs_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
     grads = [output_like([*inputs, grad_out], pooling=False) for _ in inputs] if need_inputs_grad else []
     return grads, torch.empty_like(weights)
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    xs, weights = inputs
-    ctx.need_inputs_grad = any(x.requires_grad for x in xs)
-    ctx.save_for_backward(weights, *xs)
-
-
-def _backward(ctx, grad_out):
-    weights, *xs = ctx.saved_tensors
-    grad_xs, grad_w = torch.ops.goldnas.mixed_sum_backward(grad_out, xs, weights, ctx.need_inputs_grad)
-    if not ctx.need_inputs_grad:
-        grad_xs = [None] * len(xs)
-    return list(grad_xs), grad_w
-
-
-torch.library.register_autograd("goldnas::mixed_sum", _backward, setup_context=_setup_context)

@@ -149,24 +149,3 @@ def _node_sum_backward_fake(grad_out: torch.Tensor, inputs: list[torch.Tensor], 
     pooling = any(k != Kind.IDENTITY for k in kinds)
     grads = [output_like([*inputs, grad_out], pooling) for _ in inputs] if need_inputs_grad else []
     return grads, torch.empty_like(weights)
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    xs, sources, kinds, gates, weights = inputs
-    ctx.entries = (sources, kinds, gates)
-    ctx.need_inputs_grad = any(x.requires_grad for x in xs)
-    # Only the distinct inputs are saved: pooled outputs are recomputed by the backward kernel.
-    ctx.save_for_backward(weights, *xs)
-
-
-def _backward(ctx, grad_out):
-    weights, *xs = ctx.saved_tensors
-    sources, kinds, gates = ctx.entries
-    grad_xs, grad_w = torch.ops.goldnas.node_sum_backward(grad_out, xs, sources, kinds, gates, weights,
-                                                           ctx.need_inputs_grad)
-    if not ctx.need_inputs_grad:
-        grad_xs = [None] * len(xs)
-    return list(grad_xs), None, None, None, grad_w
-
-
-torch.library.register_autograd("goldnas::node_sum", _backward, setup_context=_setup_context)
