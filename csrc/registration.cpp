@@ -37,6 +37,11 @@ TORCH_LIBRARY(goldnas, m) {
   m.def(
       "node_sum_backward(Tensor grad_out, Tensor[] inputs, int[] sources, int[] kinds, int[] gates,"
       " Tensor weights, bool need_inputs_grad) -> (Tensor[], Tensor)");
+  // Test only, CPU only: node_sum's CUDA kernels emulated on the host (csrc/cpu/node_sum_emulate_cuda.cpp),
+  // returning (out, grad_inputs, grad_weights).
+  m.def(
+      "_node_sum_emulate_cuda(Tensor grad_out, Tensor[] inputs, int[] sources, int[] kinds, int[] gates,"
+      " Tensor weights) -> (Tensor, Tensor[], Tensor)");
 }
 
 }  // namespace goldnas

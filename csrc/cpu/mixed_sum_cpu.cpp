@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "checks.h"
+#include "layout.h"
 #include "cpu/cpu_capability.h"
 #ifdef GOLDNAS_AVX2
 #include "cpu/mixed_sum_avx2.h"
@@ -33,8 +34,8 @@ inline int64_t block_size(int64_t n) { return n >= (int64_t{1} << 20) ? kMaxBloc
 
 template <typename acc_t>
 std::vector<acc_t> weights_on_host(const at::Tensor& weights, int64_t k) {
-  at::Tensor w = weights.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
-  const acc_t* p = w.data_ptr<acc_t>();
+  const at::Tensor w = weights_as<acc_t>(weights);
+  const acc_t* p = w.const_data_ptr<acc_t>();
   return std::vector<acc_t>(p, p + k);
 }
 
@@ -120,21 +121,15 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
     }
   });
   // Blocks are summed in a fixed order, in double, so the result does not depend on threading.
-  at::Tensor gw = at::empty({K}, grad_w.options().dtype(at::kDouble));
-  double* gwp = gw.mutable_data_ptr<double>();
+  std::vector<double> gw(static_cast<size_t>(K), 0.0);
   for (int64_t k = 0; k < K; ++k) {
-    double s = 0.0;
-    for (int64_t b = 0; b < blocks; ++b) s += static_cast<double>(partial[b * K + k]);
-    gwp[k] = s;
+    for (int64_t b = 0; b < blocks; ++b) gw[k] += static_cast<double>(partial[b * K + k]);
   }
-  grad_w.copy_(gw);
+  store_host_sums(gw, grad_w);
 }
 
 at::Tensor mixed_sum_cpu(at::TensorList inputs, const at::Tensor& weights) {
-  check_same_tensors("mixed_sum", "inputs", inputs);
-  check_weights("mixed_sum", weights, static_cast<int64_t>(inputs.size()), inputs[0]);
-  TORCH_CHECK(weights.size(0) == static_cast<int64_t>(inputs.size()), "mixed_sum: weights has ",
-              weights.size(0), " entries but there are ", inputs.size(), " inputs");
+  check_mixed_sum_args("mixed_sum", inputs, weights);
   std::vector<at::Tensor> xs = dense_same_layout(inputs);
   at::Tensor out = empty_like_layout(xs[0]);
   if (out.numel() == 0) return out;
@@ -147,10 +142,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> mixed_sum_backward_cpu(const at:
                                                                        at::TensorList inputs,
                                                                        const at::Tensor& weights,
                                                                        bool need_inputs_grad) {
-  check_same_tensors("mixed_sum_backward", "inputs", inputs);
-  check_weights("mixed_sum_backward", weights, static_cast<int64_t>(inputs.size()), inputs[0]);
-  TORCH_CHECK(weights.size(0) == static_cast<int64_t>(inputs.size()), "mixed_sum_backward: weights has ",
-              weights.size(0), " entries but there are ", inputs.size(), " inputs");
+  check_mixed_sum_args("mixed_sum_backward", inputs, weights);
   BackwardBuffers buf = mixed_sum_backward_buffers(grad_out, inputs, weights, need_inputs_grad);
   auto& [g, all, grad_xs, grad_w] = buf;
   if (g.numel() == 0) return {grad_xs, grad_w};

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "checks.h"
+#include "layout.h"
+#include "pool_index.h"
 
 namespace goldnas {
 namespace {
@@ -26,10 +28,9 @@ namespace {
 constexpr int64_t kTaskElems = 4096;
 constexpr int kLanes = 8;
 
-// A plane is H x W pixels of C interleaved channels: element (h, w, c) at (h * W + w) * C + c. NCHW
-// tensors are planes of one channel (C = 1, one plane per (n, c)); channels_last tensors are planes of
-// all their channels (one plane per image), so neither needs a copy. Identity-only nodes use chunks of
-// kTaskElems (H = C = 1) regardless of rank.
+// One plane (PlaneGeometry in pool_index.h) in 64-bit sizes: NCHW tensors are planes of one channel,
+// channels_last tensors planes of all their channels, so neither needs a copy. Identity-only nodes use
+// chunks of kTaskElems (H = C = 1) regardless of rank.
 struct Plane {
   int64_t H, W, C;
   int64_t row() const { return W * C; }
@@ -61,11 +62,6 @@ Geometry make_geometry(const at::Tensor& x, bool pooling) {
   return g;
 }
 
-inline int64_t window_count(int64_t h, int64_t w, int64_t H, int64_t W) {
-  return (std::min(h + 1, H - 1) - std::max<int64_t>(h - 1, 0) + 1) *
-         (std::min(w + 1, W - 1) - std::max<int64_t>(w - 1, 0) + 1);
-}
-
 // Calls edge(h, w) for every pixel whose 3x3 window is cut by the plane's border and interior(h, begin,
 // end) for the element range [begin, end) of row h whose windows lie inside: there the neighbours sit
 // at fixed offsets, so those loops run without bounds checks and vectorize.
@@ -92,17 +88,18 @@ void box_sum_plane(const in_t* in, const Plane& P, acc_t* out) {
       P,
       [&](int64_t h, int64_t w) {
         acc_t* o = out + (h * P.W + w) * C;
+        const Span<int64_t> r = window_span(h, P.H), c = window_span(w, P.W);
         if (C == 1) {  // NCHW: one element, summed in a register
           acc_t s = 0;
-          for (int64_t ih = std::max<int64_t>(h - 1, 0); ih <= std::min(h + 1, P.H - 1); ++ih) {
-            for (int64_t iw = std::max<int64_t>(w - 1, 0); iw <= std::min(w + 1, P.W - 1); ++iw) s += v(ih * P.W + iw);
+          for (int64_t ih = r.lo; ih <= r.hi; ++ih) {
+            for (int64_t iw = c.lo; iw <= c.hi; ++iw) s += v(ih * P.W + iw);
           }
           *o = s;
           return;
         }
         std::fill(o, o + C, acc_t(0));
-        for (int64_t ih = std::max<int64_t>(h - 1, 0); ih <= std::min(h + 1, P.H - 1); ++ih) {
-          for (int64_t iw = std::max<int64_t>(w - 1, 0); iw <= std::min(w + 1, P.W - 1); ++iw) {
+        for (int64_t ih = r.lo; ih <= r.hi; ++ih) {
+          for (int64_t iw = c.lo; iw <= c.hi; ++iw) {
             const in_t* x = in + (ih * P.W + iw) * C;
             for (int64_t c = 0; c < C; ++c) o[c] += static_cast<acc_t>(x[c]);
           }
@@ -122,7 +119,7 @@ std::vector<acc_t> window_counts(const Plane& P) {
   std::vector<acc_t> cnt(static_cast<size_t>(P.size()));
   for (int64_t h = 0; h < P.H; ++h) {
     for (int64_t w = 0; w < P.W; ++w) {
-      std::fill_n(cnt.begin() + (h * P.W + w) * P.C, P.C, static_cast<acc_t>(window_count(h, w, P.H, P.W)));
+      std::fill_n(cnt.begin() + (h * P.W + w) * P.C, P.C, static_cast<acc_t>(window_count<int64_t>(h, w, P.H, P.W)));
     }
   }
   return cnt;
@@ -179,7 +176,8 @@ void max_pool_plane(const scalar_t* x, const Plane& P, acc_t* out, acc_t* code, 
   for_each_pixel_run(
       P,
       [&](int64_t h, int64_t w) {
-        const int64_t w0 = std::max<int64_t>(w - 1, 0), w1 = std::min(w + 1, P.W - 1);
+        const Span<int64_t> c = window_span(w, P.W);
+        const int64_t w0 = c.lo, w1 = c.hi;
         const scalar_t* xr = x + h * R;
         const int64_t o = (h * P.W + w) * C;
         for (int64_t c = 0; c < C; ++c) {
@@ -202,7 +200,8 @@ void max_pool_plane(const scalar_t* x, const Plane& P, acc_t* out, acc_t* code, 
         }
       });
   for (int64_t h = 0; h < P.H; ++h) {
-    const int64_t r0 = std::max<int64_t>(h - 1, 0), r1 = std::min(h + 1, P.H - 1);
+    const Span<int64_t> rows = window_span(h, P.H);
+    const int64_t r0 = rows.lo, r1 = rows.hi;
     acc_t* __restrict__ m = out + h * R;
     acc_t* __restrict__ c = kArg ? code + h * R : nullptr;
     const acc_t row0 = static_cast<acc_t>(3 * (r0 - h + 1));
@@ -257,7 +256,7 @@ struct HostTerms {
 
 template <typename acc_t>
 HostTerms<acc_t> host_terms(const NodeTerms& terms, const at::Tensor& weights) {
-  at::Tensor w = weights.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+  const at::Tensor w = weights_as<acc_t>(weights);
   const acc_t* wp = w.const_data_ptr<acc_t>();
   HostTerms<acc_t> h;
   const size_t U = terms.gates.size();
@@ -339,7 +338,7 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
     std::vector<acc_t> code(P);
     // In-plane offset of each window position code (see max_pool_plane).
     int64_t offset[9];
-    for (int k = 0; k < 9; ++k) offset[k] = (k / 3 - 1) * geo.shape.row() + (k % 3 - 1) * geo.shape.C;
+    for (int k = 0; k < 9; ++k) offset[k] = pixel_offset<int64_t>(k / 3 - 1, k % 3 - 1, geo.shape.W, geo.shape.C);
     const std::vector<acc_t> cnt = terms.pooling ? window_counts<acc_t>(geo.shape) : std::vector<acc_t>();
     MaxScratch<acc_t> scratch(P);
     for (int64_t t = t0; t < t1; ++t) {
@@ -390,18 +389,17 @@ void backward_kernel(const at::Tensor& grad, const std::vector<at::Tensor>& xs, 
     }
   });
   // Tasks are summed in a fixed order, in double, then each term's dot goes to each of its gates.
-  at::Tensor gw = at::zeros({weights.size(0)}, grad_w.options().dtype(at::kDouble));
-  double* gwp = gw.mutable_data_ptr<double>();
+  std::vector<double> gw(static_cast<size_t>(weights.size(0)), 0.0);
   for (int64_t u = 0; u < U; ++u) {
     for (int k = 0; k < kNumKinds; ++k) {
       const int64_t col = ht.column[u][k];
       if (col < 0) continue;
       double s = 0.0;
       for (int64_t t = 0; t < geo.tasks; ++t) s += partial[t * cols + col];
-      for (int64_t gate : terms.gates[u][k]) gwp[gate] += s;
+      for (int64_t gate : terms.gates[u][k]) gw[gate] += s;
     }
   }
-  grad_w.copy_(gw);
+  store_host_sums(gw, grad_w);
 }
 
 at::Tensor node_sum_cpu(at::TensorList inputs, at::IntArrayRef sources, at::IntArrayRef kinds,
@@ -422,7 +420,8 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> node_sum_backward_cpu(
     at::IntArrayRef gates, const at::Tensor& weights, bool need_inputs_grad) {
   check_node_entries("node_sum_backward", inputs, sources, kinds, gates, weights);
   const NodeTerms terms = group_node_entries(static_cast<int64_t>(inputs.size()), sources, kinds, gates);
-  BackwardBuffers buf = node_sum_backward_buffers(grad_out, inputs, weights, need_inputs_grad, terms);
+  BackwardBuffers buf =
+      node_sum_backward_buffers("node_sum_backward", grad_out, inputs, weights, need_inputs_grad, terms);
   auto& [g, all, grad_xs, grad_w] = buf;
   if (g.numel() == 0) return {grad_xs, grad_w};
   const Geometry geo = make_geometry(g, terms.pooling);

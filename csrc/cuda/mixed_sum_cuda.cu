@@ -14,6 +14,7 @@
 
 #include "checks.h"
 #include "cuda/cuda_utils.cuh"
+#include "layout.h"
 
 namespace goldnas {
 namespace {
@@ -172,17 +173,14 @@ void launch_backward(const at::Tensor& g, const std::vector<at::Tensor>& xs, con
 }
 
 at::Tensor mixed_sum_cuda(at::TensorList inputs, const at::Tensor& weights) {
-  check_same_tensors("mixed_sum", "inputs", inputs);
-  check_weights("mixed_sum", weights, static_cast<int64_t>(inputs.size()), inputs[0]);
-  TORCH_CHECK(weights.size(0) == static_cast<int64_t>(inputs.size()), "mixed_sum: weights has ",
-              weights.size(0), " entries but there are ", inputs.size(), " inputs");
+  check_mixed_sum_args("mixed_sum", inputs, weights);
   const c10::cuda::CUDAGuard guard(inputs[0].device());
   std::vector<at::Tensor> xs = dense_same_layout(inputs);
   at::Tensor out = empty_like_layout(xs[0]);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "mixed_sum_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const at::Tensor w = weights.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+    const at::Tensor w = weights_as<acc_t>(weights);
     std::vector<const void*> ptrs{out.const_data_ptr()};
     for (const auto& x : xs) ptrs.push_back(x.const_data_ptr());
     if (can_vectorize<scalar_t>(ptrs, out.numel())) {
@@ -198,18 +196,17 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> mixed_sum_backward_cuda(const at
                                                                         at::TensorList inputs,
                                                                         const at::Tensor& weights,
                                                                         bool need_inputs_grad) {
-  check_same_tensors("mixed_sum_backward", "inputs", inputs);
-  check_weights("mixed_sum_backward", weights, static_cast<int64_t>(inputs.size()), inputs[0]);
-  TORCH_CHECK(weights.size(0) == static_cast<int64_t>(inputs.size()), "mixed_sum_backward: weights has ",
-              weights.size(0), " entries but there are ", inputs.size(), " inputs");
+  check_mixed_sum_args("mixed_sum_backward", inputs, weights);
   const c10::cuda::CUDAGuard guard(inputs[0].device());
   BackwardBuffers buf = mixed_sum_backward_buffers(grad_out, inputs, weights, need_inputs_grad);
   auto& [g, all, grad_xs, grad_w] = buf;
   if (g.numel() == 0) return {grad_xs, grad_w};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "mixed_sum_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const at::Tensor w = weights.to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
-    at::Tensor grad_w_acc = at::empty({weights.size(0)}, w.options());
+    const at::Tensor w = weights_as<acc_t>(weights);
+    // The gate gradient is summed straight into grad_w where it has the type acc_t (no copy).
+    const bool direct = grad_w.scalar_type() == w.scalar_type();
+    at::Tensor grad_w_acc = direct ? grad_w : at::empty({weights.size(0)}, w.options());
     std::vector<const void*> ptrs{g.const_data_ptr()};
     for (const auto& x : all) ptrs.push_back(x.const_data_ptr());
     for (const auto& x : grad_xs) ptrs.push_back(x.const_data_ptr());
@@ -218,7 +215,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> mixed_sum_backward_cuda(const at
     } else {
       launch_backward<scalar_t, 1>(g, all, w, grad_xs, grad_w_acc);
     }
-    grad_w.copy_(grad_w_acc);
+    if (!direct) grad_w.copy_(grad_w_acc);
   });
   return {grad_xs, grad_w};
 }

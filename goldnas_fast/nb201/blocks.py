@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from goldnas_fast.nb201.arch import OPS
+from goldnas_fast.ops.pooling import PaddedAvgPool3x3
 
 __all__ = ["ReLUConvBN", "Zero", "ResNetBasicBlock", "Stem", "Head", "make_op"]
 
@@ -119,5 +120,5 @@ def make_op(name: str, C: int, affine: bool = True, track_running_stats: bool = 
     if name == "nor_conv_3x3":
         return ReLUConvBN(C, C, 3, 1, 1, 1, affine, track_running_stats, bias)
     if name == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        return PaddedAvgPool3x3(stride=1)
     raise ValueError(f"unknown op {name!r}; expected one of {list(OPS)}")

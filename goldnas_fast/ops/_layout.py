@@ -1,5 +1,5 @@
 """Output layouts of the fused ops, for their fake (meta) registrations: mirrors ``dense_same_layout``,
-``node_layout`` and ``empty_node_like`` in ``csrc/checks.h``, so that compiled graphs see the strides the
+``node_layout`` and ``empty_node_like`` in ``csrc/layout.h``, so that compiled graphs see the strides the
 kernels really produce (Inductor asserts them)."""
 from __future__ import annotations
 

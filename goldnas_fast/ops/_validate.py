@@ -1,7 +1,9 @@
-"""Python-side argument checks: they raise ValueError naming the argument before a kernel runs."""
+"""Python-side argument checks, raising ValueError naming the argument: the whole check of the plain-PyTorch
+references, and the explanation of a fused op's failure in terms of its Python arguments (the fused ops'
+kernels check their arguments themselves, in csrc/checks.h, so that the calls that succeed pay nothing here)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -45,3 +47,12 @@ def check_weights(op: str, weights: torch.Tensor, length: int | None, device: to
             raise ValueError(f"{op}: weights has {weights.numel()} entries, expected {length} (one per input)")
         if not exact and weights.numel() < length:
             raise ValueError(f"{op}: weights has {weights.numel()} entries, expected at least {length}")
+
+
+def value_error_of(check: Callable[[], object]) -> ValueError | None:
+    """The ValueError that ``check()`` raises, or None when it passes."""
+    try:
+        check()
+    except ValueError as exc:
+        return exc
+    return None

@@ -7,7 +7,7 @@ import torch
 
 from goldnas_fast import _library  # noqa: F401  (registers torch.ops.goldnas)
 from goldnas_fast.ops._layout import output_like
-from goldnas_fast.ops._validate import check_tensor_list, check_weights
+from goldnas_fast.ops._validate import check_tensor_list, check_weights, value_error_of
 
 __all__ = ["mixed_sum", "mixed_sum_ref"]
 
@@ -34,15 +34,26 @@ def mixed_sum(inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Te
         ValueError: K = 0, inputs that differ in shape/dtype/device, integer tensors, or weights of the
             wrong length, rank or device.
     """
-    inputs = check_tensor_list("mixed_sum", "inputs", inputs)
-    check_weights("mixed_sum", weights, len(inputs), inputs[0].device)
-    return torch.ops.goldnas.mixed_sum(inputs, weights)
+    # The kernels check every argument (ValueError); Python looks again only to explain a failure that the
+    # dispatcher reports as a type error (a single tensor, a non-tensor element).
+    try:
+        return torch.ops.goldnas.mixed_sum(inputs, weights)
+    except (TypeError, RuntimeError) as exc:
+        error = value_error_of(lambda: _check_args("mixed_sum", inputs, weights))
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _check_args(op: str, inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> list[torch.Tensor]:
+    inputs = check_tensor_list(op, "inputs", inputs)
+    check_weights(op, weights, len(inputs), inputs[0].device)
+    return inputs
 
 
 def mixed_sum_ref(inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
     """Plain PyTorch reference of :func:`mixed_sum` (the DARTS ``sum(w * x)``)."""
-    inputs = check_tensor_list("mixed_sum_ref", "inputs", inputs)
-    check_weights("mixed_sum_ref", weights, len(inputs), inputs[0].device)
+    inputs = _check_args("mixed_sum_ref", inputs, weights)
     out = weights[0].to(inputs[0].dtype) * inputs[0]
     for w, x in zip(weights[1:], inputs[1:]):
         out = out + w.to(x.dtype) * x
@@ -62,20 +73,3 @@ def _mixed_sum_backward_fake(grad_out: torch.Tensor, inputs: list[torch.Tensor],
                              need_inputs_grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
     grads = [output_like([*inputs, grad_out], pooling=False) for _ in inputs] if need_inputs_grad else []
     return grads, torch.empty_like(weights)
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    xs, weights = inputs
-    ctx.need_inputs_grad = any(x.requires_grad for x in xs)
-    ctx.save_for_backward(weights, *xs)
-
-
-def _backward(ctx, grad_out):
-    weights, *xs = ctx.saved_tensors
-    grad_xs, grad_w = torch.ops.goldnas.mixed_sum_backward(grad_out, xs, weights, ctx.need_inputs_grad)
-    if not ctx.need_inputs_grad:
-        grad_xs = [None] * len(xs)
-    return list(grad_xs), grad_w
-
-
-torch.library.register_autograd("goldnas::mixed_sum", _backward, setup_context=_setup_context)

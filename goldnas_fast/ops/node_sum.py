@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from goldnas_fast import _library  # noqa: F401  (registers torch.ops.goldnas)
 from goldnas_fast.ops._layout import output_like
-from goldnas_fast.ops._validate import check_tensor_list, check_weights
+from goldnas_fast.ops._validate import check_tensor_list, check_weights, value_error_of
+from goldnas_fast.ops.pooling import avg_pool_3x3
 
 __all__ = ["Kind", "node_sum", "node_sum_ref"]
 
@@ -47,11 +48,12 @@ def _check_entries(op: str, tensors: Sequence[torch.Tensor], kinds: Sequence[int
 
 
 def apply_kind_ref(kind: Kind, x: torch.Tensor) -> torch.Tensor:
-    """The operator of one entry, in plain PyTorch."""
+    """The operator of one entry, in plain PyTorch (average pooling through
+    :func:`~goldnas_fast.ops.pooling.avg_pool_3x3`, safe from torch's channels_last CUDA backward bug)."""
     if kind == Kind.IDENTITY:
         return x
     if kind == Kind.AVG_POOL_3X3:
-        return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+        return avg_pool_3x3(x)
     return F.max_pool2d(x, 3, stride=1, padding=1)
 
 
@@ -66,19 +68,14 @@ def node_sum_ref(tensors: Sequence[torch.Tensor], kinds: Sequence[int], gates: S
     return out
 
 
-def _dedupe(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
-    """Unique tensors by identity (``is``, not equal values or shared storage) and each entry's index."""
-    inputs: list[torch.Tensor] = []
-    sources: list[int] = []
-    for t in tensors:
-        for j, u in enumerate(inputs):
-            if t is u:
-                sources.append(j)
-                break
-        else:
-            sources.append(len(inputs))
-            inputs.append(t)
-    return inputs, sources
+def _dedupe(tensors: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
+    """Unique tensors by identity (``is``, not equal values or shared storage), in order of first
+    appearance, and each entry's index among them."""
+    index: dict[int, int] = {}
+    sources = [index.setdefault(id(t), len(index)) for t in tensors]
+    if len(index) == len(sources):
+        return list(tensors), sources
+    return list({id(t): t for t in tensors}.values()), sources
 
 
 def node_sum(tensors: Sequence[torch.Tensor], kinds: Sequence[int], gates: Sequence[int],
@@ -122,9 +119,18 @@ def node_sum(tensors: Sequence[torch.Tensor], kinds: Sequence[int], gates: Seque
             gate index out of range, tensors that differ in shape/dtype/device, or pooling on a tensor
             that is not 4-D.
     """
-    tensors, kinds, gates = _check_entries("node_sum", tensors, kinds, gates, weights)
-    inputs, sources = _dedupe(tensors)
-    return torch.ops.goldnas.node_sum(inputs, sources, [int(k) for k in kinds], gates, weights)
+    # The kernels check every argument (ValueError); Python looks again only to explain a failure in terms
+    # of this function's arguments (tensors[k] rather than the k-th distinct input, a non-int kind).
+    if isinstance(tensors, torch.Tensor):
+        raise ValueError("node_sum: tensors must be a sequence of tensors, got a single tensor")
+    try:
+        inputs, sources = _dedupe(tensors)
+        return torch.ops.goldnas.node_sum(inputs, sources, kinds, gates, weights)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        error = value_error_of(lambda: _check_entries("node_sum", tensors, kinds, gates, weights))
+        if error is None:
+            raise
+        raise error from exc
 
 
 @torch.library.register_fake("goldnas::node_sum")
@@ -143,24 +149,3 @@ def _node_sum_backward_fake(grad_out: torch.Tensor, inputs: list[torch.Tensor], 
     pooling = any(k != Kind.IDENTITY for k in kinds)
     grads = [output_like([*inputs, grad_out], pooling) for _ in inputs] if need_inputs_grad else []
     return grads, torch.empty_like(weights)
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    xs, sources, kinds, gates, weights = inputs
-    ctx.entries = (sources, kinds, gates)
-    ctx.need_inputs_grad = any(x.requires_grad for x in xs)
-    # Only the distinct inputs are saved: pooled outputs are recomputed by the backward kernel.
-    ctx.save_for_backward(weights, *xs)
-
-
-def _backward(ctx, grad_out):
-    weights, *xs = ctx.saved_tensors
-    sources, kinds, gates = ctx.entries
-    grad_xs, grad_w = torch.ops.goldnas.node_sum_backward(grad_out, xs, sources, kinds, gates, weights,
-                                                           ctx.need_inputs_grad)
-    if not ctx.need_inputs_grad:
-        grad_xs = [None] * len(xs)
-    return list(grad_xs), None, None, None, grad_w
-
-
-torch.library.register_autograd("goldnas::node_sum", _backward, setup_context=_setup_context)

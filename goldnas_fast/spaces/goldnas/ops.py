@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from goldnas_fast.ops.pooling import PaddedAvgPool3x3
+
 __all__ = [
     "OPS", "DEFAULT_OPS", "ReLUConvBN", "SepConv", "DilConv", "FactorizedReduce", "IdentityBN", "PoolBN",
     "Zero", "make_op", "op_flops", "op_params", "conv_out", "check_op_names",
@@ -128,7 +130,7 @@ class PoolBN(nn.Module):
         if kind == "max":
             self.pool: nn.Module = nn.MaxPool2d(3, stride=stride, padding=1)
         elif kind == "avg":
-            self.pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+            self.pool = PaddedAvgPool3x3(stride)
         else:
             raise ValueError(f"PoolBN: kind must be 'max' or 'avg', got {kind!r}")
         self.bn = nn.BatchNorm2d(C, affine=affine) if bn else nn.Identity()
