@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     protocol = protocol.with_overrides(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     split = args.split or protocol.default_split
     if args.amp not in AMP_MODES:
-        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {args.amp!r}")
+        raise UserError(f"--precision (--amp) must be one of {', '.join(AMP_MODES)}, got {args.amp!r}")
     if args.seed is None or args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     _positive(args.eval_every, "--eval-every", allow_none=False)

@@ -53,7 +53,7 @@ def precision(mode: str, device: torch.device, cudnn_benchmark: bool = False) ->
     ``cudnn.benchmark``. Restores the global flags on exit.
     """
     if mode not in AMP_MODES:
-        raise UserError(f"--precision must be one of {', '.join(AMP_MODES)}, got {mode!r} (--amp is its old name)")
+        raise UserError(f"--precision (--amp) must be one of {', '.join(AMP_MODES)}, got {mode!r}")
     if device.type != "cuda":
         yield
         return
