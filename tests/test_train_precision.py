@@ -108,3 +108,21 @@ def test_bad_switches_are_one_line_errors(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fast_path_records_its_switches_and_matches_the_eager_loop(tmp_path: Path) -> None:
+    """On a GPU: auto turns on CUDA graphs, channels_last and cudnn.benchmark; bf16 trains; the graphed fp32
+    run follows the eager one (embedded sample: 16 steps per epoch, so each epoch captures and replays)."""
+    argv = [*TINY, "--epochs", "2", "--device", "cuda"]
+    assert main(["train", *argv, "--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
+    r = json.loads((tmp_path / "bf16" / "result.json").read_text())
+    assert r["cuda_graphs"] and r["channels_last"] and r["cudnn_benchmark"] and r["amp"] == "bf16"
+    runs = {}
+    for graphs in ("on", "off"):
+        out = tmp_path / f"graphs-{graphs}"
+        assert main(["train", *argv, "--cuda-graphs", graphs, "--channels-last", "off", "--out", str(out)]) == 0
+        runs[graphs] = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    for on, off in zip(runs["on"], runs["off"]):
+        assert on["train_loss"] == pytest.approx(off["train_loss"], rel=1e-3)  # cudnn.benchmark may pick others
+        assert on["eval"]["x-valid"]["acc"] == pytest.approx(off["eval"]["x-valid"]["acc"], abs=1.0)

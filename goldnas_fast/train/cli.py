@@ -55,14 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--seed", type=int, default=0, help="run seed (weights, order, augmentation, drop-path)")
     run_.add_argument("--out", help="run directory (must be new, or hold this run with --resume)")
     run_.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    run_.add_argument("--channels-last", nargs="?", const="on", default="auto",
+    run_.add_argument("--channels-last", nargs="?", const="on", default="auto", metavar="auto|on|off",
                       help="NHWC memory format (speed option); auto (default): on for CUDA, off on the CPU")
-    run_.add_argument("--precision", "--amp", dest="amp", default="fp32",
+    run_.add_argument("--precision", "--amp", dest="amp", default="fp32", metavar="fp32|tf32|bf16",
                       help="fp32 (default until measured on a GPU), tf32 (TF32 matmuls and cuDNN convolutions) "
                       "or bf16 (autocast, float32 master weights); --amp is the old name")
-    run_.add_argument("--cuda-graphs", default="auto",
+    run_.add_argument("--cuda-graphs", default="auto", metavar="auto|on|off",
                       help="replay each training step from a captured CUDA graph; auto (default): on for CUDA")
-    run_.add_argument("--workers", type=int, help="with several --arch: how many train at once (processes; "
+    run_.add_argument("--workers", type=int, metavar="K", help="with several --arch: how many train at once (processes; "
                       "default: all of them on CUDA up to 8, the CPU cores on the CPU)")
     run_.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and the last)")
     run_.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
