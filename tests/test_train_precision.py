@@ -126,3 +126,21 @@ def test_cuda_fast_path_records_its_switches_and_matches_the_eager_loop(tmp_path
     for on, off in zip(runs["on"], runs["off"]):
         assert on["train_loss"] == pytest.approx(off["train_loss"], rel=1e-3)  # cudnn.benchmark may pick others
         assert on["eval"]["x-valid"]["acc"] == pytest.approx(off["eval"]["x-valid"]["acc"], abs=1.0)
+
+
+def test_channels_last_auto_keeps_nchw_for_padded_avg_pool_on_cuda() -> None:
+    """pytorch/pytorch#188344: auto must not pick channels_last on CUDA for a network with nn.AvgPool2d(padding=1);
+    decided from a meta-device build, which draws nothing from the RNG. (No CUDA needed: only the decision runs.)"""
+    from goldnas_fast.train.cli import _channels_last
+    from goldnas_fast.train.targets import resolve_target
+
+    cuda, p = torch.device("cuda"), get_protocol("nb201-12")
+    pool = resolve_target("nb201", "|avg_pool_3x3~0|+|skip_connect~0|skip_connect~1|+|none~0|none~1|none~2|",
+                          None, None)
+    skip = resolve_target("nb201", str(ALL_SKIP), None, None)
+    rng = torch.get_rng_state()
+    assert _channels_last("auto", cuda, pool, p) is False
+    assert _channels_last("auto", cuda, skip, p) is True
+    assert _channels_last("on", cuda, pool, p) is True  # asked for explicitly (the trainer warns)
+    assert _channels_last("auto", torch.device("cpu"), skip, p) is False
+    assert torch.equal(rng, torch.get_rng_state())

@@ -246,8 +246,7 @@ class GraphedTrainStep:
         return out
 
     def _warmup_step(self) -> StepOutput:
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
+        self._zero_grad()
         with self.graphs.side_stream():
             out = self._body()
         # cloned on the caller's stream: the side stream's blocks are reused only after it waits on this one

@@ -105,6 +105,21 @@ def _on(value: str | bool, device: torch.device, name: str, needs_cuda: bool) ->
     return value == "on" or (value == "auto" and device.type == "cuda")
 
 
+def _channels_last(value: str | bool, device: torch.device, target: Any, protocol: Any) -> bool:
+    """--channels-last resolved; auto stays NCHW for a network with padded nn.AvgPool2d (see padded_avg_pool)."""
+    from goldnas_fast.train.trainer import padded_avg_pool
+
+    on = _on(value, device, "--channels-last", needs_cuda=False)
+    if value == "auto" and on:
+        with torch.device("meta"):  # structure only: no memory, no draw from the RNG
+            model = target.build(protocol.init_channels, auxiliary=protocol.aux_weight > 0)
+        if padded_avg_pool(model):
+            print("note: --channels-last auto: NCHW, because this network's nn.AvgPool2d(padding=1) has a wrong "
+                  "channels_last backward on CUDA in some PyTorch versions (pytorch/pytorch#188344)", file=sys.stderr)
+            return False
+    return on
+
+
 def run(args: argparse.Namespace) -> int:
     from goldnas_fast.train.protocols import get_protocol
     from goldnas_fast.train.targets import resolve_targets
@@ -131,12 +146,13 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.max_train, "--max-train")
     _positive(args.stop_after, "--stop-after")
     device = _device(args.device)
-    args.channels_last = _on(args.channels_last, device, "--channels-last", needs_cuda=False)
+    _on(args.channels_last, device, "--channels-last", needs_cuda=False)
     args.cuda_graphs = _on(args.cuda_graphs, device, "--cuda-graphs", needs_cuda=True)
     if len(targets) > 1:
         from goldnas_fast.train.many import run_many
 
         return run_many(args, targets)
+    args.channels_last = _channels_last(args.channels_last, device, target, protocol)
     inputs, source = _load_inputs(args, split, protocol, device)
     return _train(args, protocol, target, inputs, source, split, device)
 

@@ -30,12 +30,12 @@ from torch import nn
 
 from goldnas_fast.data.loader import epoch_seed
 from goldnas_fast.errors import UserError
-from goldnas_fast.runs import RunDir
 from goldnas_fast.nn.graphed import GraphBackend
+from goldnas_fast.runs import RunDir
 from goldnas_fast.train.protocols import Protocol
 from goldnas_fast.train.steps import EagerSteps, GraphedSteps
 
-__all__ = ["AMP_MODES", "TrainOptions", "Trainer", "precision"]
+__all__ = ["AMP_MODES", "TrainOptions", "Trainer", "padded_avg_pool", "precision"]
 
 AMP_MODES = ("fp32", "tf32", "bf16")
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -131,7 +131,7 @@ class Trainer:
         self.device = options.device
         if options.channels_last:
             self.model.to(memory_format=torch.channels_last)
-            if self.device.type == "cuda" and _padded_avg_pool(self.model):
+            if self.device.type == "cuda" and padded_avg_pool(self.model):
                 warnings.warn("channels_last on CUDA with nn.AvgPool2d(padding > 0): its backward is wrong for "
                               "channels_last inputs in some PyTorch versions (pytorch/pytorch#188344)", stacklevel=2)
         self.optimizer = protocol.make_optimizer(self.model.parameters())
@@ -329,7 +329,9 @@ class Trainer:
               f"{ev}  lr {r['lr']:.4g}  {r['images_per_s']:.0f} img/s", file=sys.stderr)
 
 
-def _padded_avg_pool(model: nn.Module) -> bool:
+def padded_avg_pool(model: nn.Module) -> bool:
+    """Whether ``model`` holds an ``nn.AvgPool2d`` with padding, whose CUDA backward is wrong for channels_last
+    inputs in some PyTorch versions (pytorch/pytorch#188344; seen with 2.11)."""
     return any(isinstance(m, nn.AvgPool2d) and m.padding not in (0, (0, 0)) for m in model.modules())
 
 
