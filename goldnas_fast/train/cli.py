@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--out", help="run directory (must be new, or hold this run with --resume)")
     run_.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     run_.add_argument("--channels-last", nargs="?", const="on", default="auto", metavar="auto|on|off",
-                      help="NHWC memory format (speed option); auto (default): on for CUDA, off on the CPU")
+                      help="NHWC memory format (speed option); auto (default): on for CUDA (except for networks with "
+                      "padded nn.AvgPool2d, pytorch#188344), off on the CPU")
     run_.add_argument("--precision", "--amp", dest="amp", default="fp32", metavar="fp32|tf32|bf16",
                       help="fp32 (default until measured on a GPU), tf32 (TF32 matmuls and cuDNN convolutions) "
                       "or bf16 (autocast, float32 master weights); --amp is the old name")
