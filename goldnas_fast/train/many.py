@@ -7,12 +7,14 @@ OUT/arch-INDEX`` with the same seed and options would make it, in its own worker
 them with the NAS-Bench-201 table (:func:`summarize`).
 
 Why processes: a run that is alone in its process is bit for bit the run made alone, by
-construction (own RNG state, own cuDNN/TF32 flags, own CUDA graphs), with no code shared between the
-single and the many case. On the CPU, processes with ``threads / workers`` intra-op threads each use
-the cores better than runs one after another (BENCHMARKS.md). On a GPU, separate processes overlap
-one run's host work (Python, launches) with another's kernels; their kernels overlap too only under
-MPS. What is still to be measured there: workers 1 / 4 / 12, with and without MPS, against CUDA
-streams in one process (one graph per architecture replayed round-robin on its own stream).
+construction (own global RNG, own cuDNN/TF32 flags, own CUDA graphs, own stdout), with no code of
+its own beyond starting the runs. Threads in one process would share all of these. On the CPU a
+worker runs ``threads / workers`` intra-op threads, which avoids the spinning of several OpenMP
+threads on a busy machine; whether processes beat one-after-another runs there depends on idle
+cores (BENCHMARKS.md). On a GPU, separate processes overlap one run's host work (Python, launches)
+with another's kernels; their kernels overlap too only under MPS. What is still to be measured
+there: workers 1 / 4 / 12, with and without MPS; CUDA streams in one process (one graph per
+architecture replayed round-robin on its own stream) are the alternative if neither scales.
 
 On the CPU a result depends on the number of intra-op threads; a worker uses
 ``max(1, torch.get_num_threads() // workers)``, so it equals a run alone with that many threads.
