@@ -9,10 +9,11 @@ they compute the same values.
 between events that change the graph. The learning rate is a Python scalar baked into the captured SGD
 kernels, and the trainer changes it once per epoch: GraphedTrainStep notices the change and re-captures
 (one capture and ``warmup`` eager steps per epoch). A learning rate held in a device tensor would avoid
-that, but then SGD multiplies by a tensor instead of a scalar, and the run would no longer be the bit
-for bit the eager run; a capture per epoch costs a few eager steps out of ~100. Everything else the
-graph cannot see (a new drop-path probability, a model switched between modes) is announced by the
-trainer with :meth:`GraphedSteps.invalidate`. A batch whose shape differs from the captured one (the
+that, but then SGD multiplies by a tensor instead of a scalar, and the run would no longer be bit
+for bit the eager run; a capture per epoch costs a few eager steps out of ~100. The other Python
+number the captured forward bakes in, a new drop-path probability, is announced by the trainer with
+:meth:`GraphedSteps.invalidate`. Evaluation between epochs runs eagerly and leaves the graph valid
+(it replays the training-mode kernels it recorded). A batch whose shape differs from the captured one (the
 last, smaller batch of an epoch) runs eagerly.
 """
 from __future__ import annotations
