@@ -153,3 +153,23 @@ def test_spearman_and_summary_statistics() -> None:
     assert col["comparable"] and col["archs"] == 3 and s["archs"][3] == {"arch_index": 4, "finished": False}
     text = format_summary(s)
     assert "mean |diff| 1.17, Spearman 1.000" in text and "not finished" in text and "-1.00" in text
+
+
+def test_a_failing_architecture_does_not_stop_the_others(tmp_path: Path, tiny_data: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import goldnas_fast.train.cli as train_cli
+
+    real = train_cli._train
+
+    def train(args, protocol, target, *rest):  # noqa: ANN001, ANN202
+        if target.arch_index == 3:
+            raise RuntimeError("training diverged at epoch 1: loss nan")
+        return real(args, protocol, target, *rest)
+
+    monkeypatch.setattr(train_cli, "_train", train)
+    out = tmp_path / "many"
+    assert main(["train", "--arch", "3,1835", *COMMON, "--data", tiny_data, "--workers", "1", "--out", str(out)]) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] == {"3": "RuntimeError: training diverged at epoch 1: loss nan"}
+    assert [r["finished"] for r in summary["archs"]] == [False, True]
+    assert "Traceback" in (out / "logs" / "arch-3.txt").read_text()

@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import sys
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,9 @@ def _one(namespace: dict[str, Any], log: str, threads: int) -> tuple[int, str]:
         except UserError as exc:
             print(f"error: {exc}", file=f)
             return 2, str(exc)
+        except Exception as exc:  # e.g. a diverged run: the others go on; the traceback stays in the log
+            traceback.print_exc(file=f)
+            return 1, f"{type(exc).__name__}: {exc}"
 
 
 def run_many(args: argparse.Namespace, targets: Sequence[Any]) -> int:
