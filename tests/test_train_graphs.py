@@ -159,3 +159,58 @@ def test_cuda_graphed_trainer_matches_eager(tmp_path: Path) -> None:
     for ra, rb in zip(eager.history, graphed.history):
         assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
         assert rb["train_acc"] == ra["train_acc"]
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_cuda_batches_and_replayed_steps_do_not_synchronize(tmp_path: Path) -> None:
+    """After the capture, building a batch on the device (crop, flip, normalise, Cutout) and replaying the step
+    never wait for the GPU (torch.cuda.set_sync_debug_mode raises on any implicit synchronization)."""
+    from goldnas_fast.data import DeviceLoader
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 6, 6), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (64,), generator=g)
+    loader = DeviceLoader(images, labels, 4, device="cuda", seed=0, augment=True, cutout=2)
+    torch.manual_seed(0)
+    trainer = Trainer(_Net().cuda(), PROTOCOL, RunDir(tmp_path / "r", "train", {}), loader.epoch_batches, 64, {},
+                      TrainOptions(seed=0, device=torch.device("cuda"), progress=False, cuda_graphs=True))
+    batches = loader.epoch_batches(torch.Generator().manual_seed(1))
+    for _ in range(4):  # 3 warm-up steps and the capture
+        trainer.steps(*next(batches))
+    assert trainer.steps.captures == 1
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x, y in batches:
+            trainer.steps(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert trainer.steps.captures == 1
+
+
+def test_batches_and_steps_read_nothing_back_to_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU stand-in of the check above: while batches are built and steps (warm-up, capture, replay) run, no
+    tensor is turned into a Python value (item, bool, int, float, tolist), which on a GPU would wait for it."""
+    from goldnas_fast.data import DeviceLoader
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 6, 6), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (64,), generator=g)
+    loader = DeviceLoader(images, labels, 4, seed=0, augment=True, cutout=2)
+    torch.manual_seed(0)
+    trainer = Trainer(_Net(), PROTOCOL, RunDir(tmp_path / "r", "train", {}), loader.epoch_batches, 64, {},
+                      TrainOptions(seed=0, device=torch.device("cpu"), progress=False, cuda_graphs=True,
+                                   graph_backend=EagerGraphs()))
+    batches = loader.epoch_batches(torch.Generator().manual_seed(1))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a tensor was read back to the host")
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    steps = 0
+    for x, y in batches:
+        trainer.steps(x, y)
+        steps += 1
+    monkeypatch.undo()
+    assert steps == 16 and trainer.steps.captures == 1
