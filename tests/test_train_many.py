@@ -123,6 +123,7 @@ def test_arch_lists_and_ranges() -> None:
 
 @pytest.mark.parametrize("argv,message", [
     (["--arch", "1,2", "--workers", "0"], "--workers must be a positive integer"),
+    (["--arch", "1", "--workers", "-1"], "--workers must be a positive integer"),
     (["--arch", "1,2-1"], "backwards"),
     (["--arch", "1,2", "--protocol", "darts"], "trains goldnas"),
 ])

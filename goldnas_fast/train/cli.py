@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.eval_every, "--eval-every", allow_none=False)
     _positive(args.max_train, "--max-train")
     _positive(args.stop_after, "--stop-after")
+    _positive(args.workers, "--workers")
     device = _device(args.device)
     _on(args.channels_last, device, "--channels-last", needs_cuda=False)
     args.cuda_graphs = _on(args.cuda_graphs, device, "--cuda-graphs", needs_cuda=True)
