@@ -38,3 +38,28 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tiny training runs: two OpenMP threads on a 2-core machine shared with other jobs
+    spin at every barrier (observed: steps 10-20x slower), and worker processes of ``train --arch A,B`` get
+    ``threads // workers`` threads, so runs compare exactly only at one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """64 training and 32 test images of the embedded sample as one npz: keeps training and evaluation cheap."""
+    import numpy as np
+
+    from goldnas_fast.data import load_cifar10
+
+    a = load_cifar10(None, max_train=64, max_test=32)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, train_images=a.train_images, train_labels=a.train_labels, test_images=a.test_images,
+             test_labels=a.test_labels)
+    return str(path)

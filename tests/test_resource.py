@@ -9,7 +9,7 @@ import torch
 
 from goldnas_fast.search.controller import GoldNasConfig
 from goldnas_fast.nn.gate_layout import GateLayout
-from goldnas_fast.search.resource import (ResourceTerm, expected_flops, log_resource, normalized_weights,
+from goldnas_fast.search.resource import (ResourceTerm, expected_flops, normalized_weights,
                                           regularizer)
 
 

@@ -17,32 +17,12 @@ from goldnas_fast.runs import RunDir
 from goldnas_fast.train import PROTOCOLS, get_protocol
 from goldnas_fast.train.trainer import TrainOptions, Trainer
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs; see tests/conftest.py
+
 ALL_SKIP = 1835  # |skip_connect~0|+...: no conv in any cell, the cheapest trainable NB201 network to run
 SMOKE = ["--space", "nb201", "--arch", str(ALL_SKIP), "--protocol", "nb201-12", "--batch-size", "32",
          "--max-train", "192", "--no-progress"]
 TINY = ["--space", "nb201", "--arch", str(ALL_SKIP), "--protocol", "nb201-12", "--batch-size", "16", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """One intra-op thread: the runs here are tiny, and two OpenMP threads on a 2-core machine shared with
-    other jobs spin at every barrier (observed: steps 10-20x slower)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """64 training and 32 test images of the embedded sample as one npz: keeps evaluation cheap."""
-    from goldnas_fast.data import load_cifar10
-
-    a = load_cifar10(None, max_train=64, max_test=32)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, train_images=a.train_images, train_labels=a.train_labels, test_images=a.test_images,
-             test_labels=a.test_labels)
-    return str(path)
 
 
 def _tree_digest(path: Path) -> dict[str, str]:

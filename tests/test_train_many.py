@@ -7,7 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,30 +16,12 @@ from goldnas_fast.nb201 import arch_to_index
 from goldnas_fast.train.many import format_summary, spearman, summarize
 from goldnas_fast.train.targets import parse_arch_list, resolve_targets
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs; see tests/conftest.py
+
 CONV_POOL = "|nor_conv_1x1~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|"
 ARCHS = [1835, arch_to_index(CONV_POOL), 3]
 COMMON = ["--protocol", "nb201-12", "--batch-size", "16", "--epochs", "2", "--seed", "9", "--no-progress"]
 STRIP = ("train_seconds", "images_per_s", "eval_seconds")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """One intra-op thread here; workers get threads // workers = 1 as well, so the runs compare exactly."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from goldnas_fast.data import load_cifar10
-
-    a = load_cifar10(None, max_train=64, max_test=32)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, train_images=a.train_images, train_labels=a.train_labels, test_images=a.test_images,
-             test_labels=a.test_labels)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

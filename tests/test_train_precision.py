@@ -15,30 +15,11 @@ from goldnas_fast.runs import RunDir
 from goldnas_fast.train import get_protocol
 from goldnas_fast.train.trainer import TrainOptions, Trainer
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs; see tests/conftest.py
+
 ALL_SKIP = 1835
 TINY = ["--space", "nb201", "--arch", str(ALL_SKIP), "--protocol", "nb201-12", "--batch-size", "16", "--no-progress",
         "--epochs", "1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
-    import numpy as np
-
-    from goldnas_fast.data import load_cifar10
-
-    a = load_cifar10(None, max_train=64, max_test=32)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, train_images=a.train_images, train_labels=a.train_labels, test_images=a.test_images,
-             test_labels=a.test_labels)
-    return str(path)
 
 
 def _fit(tmp: Path, amp: str) -> tuple[Trainer, list[torch.dtype]]:
