@@ -121,7 +121,7 @@ def test_unfinished_run_is_resumed(study: Path, capsys) -> None:
 def test_killed_runner_resumes(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "goldnas_fast.cli", "experiment", "nb201", "--tiny", "--out", str(out),
-           "--methods", "random", "--seeds", "0,1,2", "--jobs", "1"]
+           "--methods", "random", "--seeds", "0,1", "--jobs", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first = out / "runs" / "random-s0" / "result.json"
     deadline = time.monotonic() + 120
@@ -132,13 +132,13 @@ def test_killed_runner_resumes(tmp_path: Path) -> None:
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, output
     assert "interrupted" in output
-    assert not (out / "runs" / "random-s2" / "result.json").exists()
+    assert not (out / "runs" / "random-s1" / "result.json").exists()
     stamp = first.stat().st_mtime_ns
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "skip random-s0: finished" in rerun.stdout
     assert first.stat().st_mtime_ns == stamp
-    assert all((out / "runs" / f"random-s{s}" / "result.json").is_file() for s in range(3))
+    assert all((out / "runs" / f"random-s{s}" / "result.json").is_file() for s in range(2))
 
 
 # --------------------------------------------------------------------------------------------- bad input
@@ -226,17 +226,61 @@ def test_splice_keeps_the_text_around(tmp_path: Path) -> None:
 
 
 def test_goldnas_space_tiny(tmp_path: Path, capsys) -> None:
+    from goldnas_fast.data.cifar import load_cifar10
+
+    sample = load_cifar10(None, max_train=32, max_test=0)  # no test images: the short training evaluates 8
+    data = tmp_path / "train32.npz"
+    np.savez(data, images=sample.train_images, labels=sample.train_labels)
     out = tmp_path / "space"
-    assert experiment("goldnas-space", "--tiny", "--out", str(out)) == 0
+    assert experiment("goldnas-space", "--tiny", "--data", str(data), "--out", str(out)) == 0
     report = (out / "report.md").read_text()
     search = result(out, "search")
     assert search["space"] == "goldnas"
-    for tag in ("smallest", "largest"):
+    n = len(search["recorded"]) + 1
+    assert f"{n} architectures" in report
+    tags = ("smallest", "largest") if (out / "runs" / "train-largest").exists() else ("smallest",)
+    for tag in tags:
         res = result(out, f"train-{tag}")
-        assert res["epochs_done"] == 1
+        assert res["epochs_done"] == 1 and res["space"] == "goldnas"
         assert f"| train-{tag} | {res['params_m']:.3f} |" in report
         assert json.loads((out / "genotypes" / f"{tag}.json").read_text())["cells"]
-    assert f"{len(search['recorded']) + 1} architectures" in report
     capsys.readouterr()
-    assert experiment("goldnas-space", "--tiny", "--out", str(out)) == 0  # everything finished: all skipped
-    assert capsys.readouterr().out.count("skip ") == 3
+    assert experiment("goldnas-space", "--tiny", "--data", str(data), "--out", str(out)) == 0  # all finished
+    assert capsys.readouterr().out.count("skip ") == 1 + len(tags)
+
+
+def test_gpu_assignment_one_gpu_per_search(tmp_path: Path, monkeypatch) -> None:
+    """Each supernet search sees one GPU (round robin by load), table searches none; no GPU is needed."""
+    from goldnas_fast.experiment import runner
+    from goldnas_fast.experiment.study import nb201_study
+
+    launched = []
+
+    class FakeProc:
+        def __init__(self, cmd, env=None, **kw):
+            launched.append((cmd, env))
+            self.returncode = 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(runner.subprocess, "Popen", FakeProc)
+    monkeypatch.setattr("goldnas_fast.experiment.report.git_commit", lambda repo: "abc1234")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    specs = nb201_study("tiny", (0, 1), ("random", "goldnas", "darts"), None, tmp_path / "data")
+    outcomes = runner.run_searches(specs, tmp_path, "cuda", 2, ["GPU-A", "GPU-B"], say=lambda s: None)
+    assert [o.returncode for o in outcomes] == [0] * 6
+    by_name = {cmd[cmd.index("--out") + 1].rsplit("/", 1)[1]: (cmd, env) for cmd, env in launched}
+    for name in ("random-s0", "random-s1"):
+        cmd, env = by_name[name]
+        assert "--device" not in cmd and "CUDA_VISIBLE_DEVICES" not in env
+    gpus = []
+    for name in ("goldnas-s0", "goldnas-s1", "darts-s0", "darts-s1"):
+        cmd, env = by_name[name]
+        assert cmd[cmd.index("--device") + 1] == "cuda"
+        gpus.append(env["CUDA_VISIBLE_DEVICES"])
+        meta = json.loads((tmp_path / "meta" / f"{name}.json").read_text())
+        assert meta["device_name"] == {"0": "GPU-A", "1": "GPU-B"}[env["CUDA_VISIBLE_DEVICES"]]
+    assert sorted(gpus) == ["0", "0", "1", "1"]
+    assert runner.default_jobs("cuda", 4) == 4 and runner.default_jobs("cuda", 1) == runner.PER_GPU_JOBS
+    assert runner.default_jobs("cpu", 0) == 1

@@ -51,7 +51,7 @@ def run_state(run_dir: Path) -> str:
 
 def cpu_name() -> str:
     """The CPU model (``/proc/cpuinfo``) and core count, e.g. ``'AMD EPYC 7B13 (2 cores)'``."""
-    model = platform.processor() or platform.machine()
+    model = platform.machine()  # platform.processor() would run a subprocess
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -147,6 +147,9 @@ class _Scheduler:
         # the child sees one GPU: the parent's i-th visible device, by the parent's own naming
         self.visible = [v.strip() for v in visible.split(",")] if visible else [str(i) for i in range(len(gpus))]
         self.running: list[_Running] = []
+        from goldnas_fast.experiment.report import git_commit
+
+        self.commit = git_commit(Path(__file__).resolve().parents[2])
 
     def _pick_gpu(self) -> int | None:
         if self.device == "cpu" or not self.gpus:
@@ -178,7 +181,8 @@ class _Scheduler:
         meta = _read_json(meta_path) or {"attempts": []}
         device_name = self.gpus[gpu] if gpu is not None else cpu_name()
         meta.update({"name": spec.name, "method": spec.method.key, "seed": spec.seed, "command": cmd[1:],
-                     "device": device, "device_name": device_name, "host": socket.gethostname()})
+                     "device": device, "device_name": device_name, "host": socket.gethostname(),
+                     "commit": self.commit})
         meta["attempts"].append({"started": _now(), "resumed": outcome.state_before == "partial"})
         atomic_write_json(meta_path, meta)
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -244,8 +248,8 @@ def run_searches(specs: Sequence[SearchSpec], out: Path, device: str, jobs: int,
             say(f"skip {o.spec.name}: finished ({out / 'runs' / o.spec.name / 'result.json'})")
         else:
             todo.append(o)
-    cpu_jobs = sum(1 for o in todo if o.spec.method.supernet) and device == "cpu"
-    threads = max(1, (os.cpu_count() or 1) // jobs) if cpu_jobs else None
+    # CPU searches share the cores; a GPU search's host thread needs few
+    threads = max(1, (os.cpu_count() or 1) // jobs) if device == "cpu" else None
     sched = _Scheduler(out, device, jobs, gpus, threads, say)
     previous = signal.getsignal(signal.SIGTERM)
 
