@@ -284,3 +284,17 @@ def test_gpu_assignment_one_gpu_per_search(tmp_path: Path, monkeypatch) -> None:
     assert sorted(gpus) == ["0", "0", "1", "1"]
     assert runner.default_jobs("cuda", 4) == 4 and runner.default_jobs("cuda", 1) == runner.PER_GPU_JOBS
     assert runner.default_jobs("cpu", 0) == 1
+
+
+def test_train_half_is_the_nb201_train_split(shared_dir: Path, tmp_path: Path) -> None:
+    """GOLD-NAS's data file holds exactly the NB201 ``train`` half (indices 0, 5, 7, 11, 13, ...)."""
+    from goldnas_fast.experiment.data import write_train_half
+
+    cifar = shared_dir / "data" / "cifar10"
+    if not (cifar / "cifar10_train_4.npz").is_file():
+        pytest.skip("the five CIFAR-10 training shards are not in shared/data/cifar10")
+    half = write_train_half(cifar, tmp_path / "half.npz")
+    with np.load(half) as z, np.load(cifar / "cifar10_train_0.npz") as shard0:
+        assert z["images"].shape == (25000, 32, 32, 3)
+        np.testing.assert_array_equal(z["images"][:5], shard0["images"][[0, 5, 7, 11, 13]])
+        np.testing.assert_array_equal(z["labels"][:5], shard0["labels"][[0, 5, 7, 11, 13]])
