@@ -78,6 +78,8 @@ def test_tiny_study_writes_tables_from_results(study: Path) -> None:
     assert opt["c10"] == f"{c10[1]:.2f} (arch 6111)" and opt["c100"] == f"{c100[1]:.2f} (arch {c100[0]})"
     assert (study / "figures" / "tiny-front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![accuracy vs FLOPs](figures/tiny-front.png)" in report
+    assert "![search trajectories](figures/tiny-trajectories.png)" in report
+    assert (study / "figures" / "tiny-trajectories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     meta = json.loads((study / "meta" / "goldnas-s0.json").read_text())
     assert meta["device"] == "cpu" and meta["attempts"][-1]["returncode"] == 0
     assert "--device" in meta["command"] and "--resume" not in meta["command"]

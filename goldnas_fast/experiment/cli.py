@@ -119,7 +119,12 @@ def write_report(out: Path, study: dict[str, Any], to: Path | None = None, secti
     plot_front(fig, points, label=f"{rec.spec.name}: recorded architectures" if rec else "",
                title=f"NAS-Bench-201: table front{' and ' + rec.spec.name if rec else ''} ({study['scale']} scale)")
     link = os.path.relpath(fig.resolve(), target.resolve().parent)
-    block = render(records, study, link, TITLES[study["scale"]])
+    from goldnas_fast.experiment.trajectory import plot_trajectories, read_log
+
+    logs = [(r.spec.name, read_log(out / "runs" / r.spec.name)) for r in records if r.spec.method.supernet]
+    traj = plot_trajectories(logs, fig.with_name(f"{section}-trajectories.png"))
+    traj_link = os.path.relpath(traj.resolve(), target.resolve().parent) if traj else None
+    block = render(records, study, link, TITLES[study["scale"]], traj_link)
     if to is None:
         target.write_text(block)
     else:

@@ -200,8 +200,10 @@ def front_record(records: Sequence[RunRecord]) -> RunRecord | None:
     return min(gold, key=lambda r: r.spec.seed) if gold else None
 
 
-def render(records: Sequence[RunRecord], study: dict[str, Any], figure: str | None, title: str) -> str:
-    """The markdown block of a study (``figure``: link to its front figure, relative to the target file)."""
+def render(records: Sequence[RunRecord], study: dict[str, Any], figure: str | None, title: str,
+           trajectory: str | None = None) -> str:
+    """The markdown block of a study (``figure``, ``trajectory``: links to its front and trajectory figures,
+    relative to the target file)."""
     repo = Path(__file__).resolve().parents[2]
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"### {title}", "",
@@ -222,6 +224,11 @@ def render(records: Sequence[RunRecord], study: dict[str, Any], figure: str | No
                   f"Figure: {what} the table's accuracy–FLOPs front of all 15,625 architectures "
                   "(CIFAR-10 test, 200 epochs; FLOPs by the official rule). The true front:", ""]
         lines += _true_front_table() + [""]
+    if trajectory:
+        lines += [f"![search trajectories]({trajectory})", "",
+                  "Figure: per epoch of each supernet search (`log.jsonl`), the table accuracy and FLOPs of the "
+                  "architecture it would return at that epoch, GOLD-NAS's surviving (edge, op) pairs, and the "
+                  "number of `skip_connect` edges (DARTS's collapse drives it to 6).", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
