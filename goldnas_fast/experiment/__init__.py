@@ -9,5 +9,6 @@ made from those directories' ``result.json`` files only.
 - ``reference``: the NB201 paper's numbers beside which ours are shown.
 - ``report``: markdown tables from the run directories.
 - ``plots``: the accuracy-FLOPs figures.
+- ``trajectory``: per-epoch figures of the supernet searches from their ``log.jsonl``.
 - ``space``: the GOLD-NAS-space stage (one search, then the smallest and largest genotypes trained).
 """
