@@ -172,11 +172,14 @@ def _true_front_table() -> list[str]:
 
 
 def git_commit(repo: Path) -> str:
-    """``git describe``-like ``abc1234`` (``+ uncommitted changes`` when dirty), or ``'unknown'``."""
+    """``abc1234`` (``+ uncommitted changes`` when the package's code differs from it), or ``'unknown'``.
+
+    Only ``goldnas_fast/`` counts: regenerating one block of ``RESULTS.md`` must not mark the next dirty."""
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--",
+                                "goldnas_fast"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
