@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "search": ("goldnas_fast.search.cli", "run a GOLD-NAS, DARTS, random or evolution search"),
     "train": ("goldnas_fast.train.cli", "train an architecture with a documented protocol"),
     "nb201": ("goldnas_fast.nb201.cli", "print the NAS-Bench-201 table entry of an architecture"),
+    "experiment": ("goldnas_fast.experiment.cli", "run the NAS-Bench-201 study of RESULTS.md and write its tables"),
 }
 
 
