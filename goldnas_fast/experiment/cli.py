@@ -2,7 +2,7 @@
 
 Examples::
 
-    goldnas-fast experiment nb201 --data ../shared/data/cifar10 --out runs/study --device cuda
+    goldnas-fast experiment nb201 --data /data/cifar10 --out runs/study --device cuda
     goldnas-fast experiment nb201 --tiny --out /tmp/tiny                    # whole pipeline, about a minute
     goldnas-fast experiment nb201 --methods random,evolution --data D --out runs/study   # table methods only
     goldnas-fast experiment report --out runs/study --to RESULTS.md --section nb201 --figures docs/figures

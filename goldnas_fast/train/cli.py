@@ -2,7 +2,7 @@
 
 Examples::
 
-    goldnas-fast train --space nb201 --arch 6111 --protocol nb201-12 --data shared/data/cifar10 \\
+    goldnas-fast train --space nb201 --arch 6111 --protocol nb201-12 --data /data/cifar10 \\
         --device cuda --seed 777 --out runs/nb201-6111-12
     goldnas-fast train --space goldnas --genotype found.json --protocol darts --data DATA --device cuda \\
         --seed 0 --out runs/goldnas-a
