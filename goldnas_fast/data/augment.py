@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["CIFAR10_TRAIN_MEAN", "CIFAR10_TRAIN_STD", "DARTS_CIFAR10_MEAN", "DARTS_CIFAR10_STD",
-           "NB201_CIFAR10_MEAN", "NB201_CIFAR10_STD", "crop_flip", "cutout", "normalize", "random_crop",
+           "NB201_CIFAR10_MEAN", "NB201_CIFAR10_STD", "crop_flip", "cutout", "normalize", "normalize_with", "random_crop",
            "random_flip", "to_nchw_uint8", "train_transform"]
 
 # NB201 (`xautodl/datasets/get_dataset_with_transform.py`): rounded 0..255 values divided by 255.
@@ -175,11 +175,20 @@ def normalize(x: torch.Tensor, mean: Sequence[float] = NB201_CIFAR10_MEAN,
     _check_batch(x)
     c = x.shape[1]
     m = _channel_tensor(mean, c, "mean", x.device)
-    s = _channel_tensor(std, c, "std", x.device)
-    if bool((s <= 0).any()):
+    s = _channel_tensor(std, c, "std", torch.device("cpu"))
+    if bool((s <= 0).any()):  # checked on the host: a check on the device would synchronize every batch
         raise ValueError(f"std must be > 0, got {list(std)}")
+    return normalize_with(x, m, s.to(x.device))
+
+
+def normalize_with(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """:func:`normalize` with ``(1, C, 1, 1)`` float32 ``mean`` and ``std`` already on ``x``'s device (unchecked).
+
+    Per-batch callers keep the constants on the device: building them from Python numbers each batch
+    is a blocking host-to-device copy.
+    """
     y = x.float().div_(255) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
-    return y.sub_(m).div_(s)
+    return y.sub_(mean).div_(std)
 
 
 def train_transform(x: torch.Tensor, generator: torch.Generator, *, padding: int = 4, flip: bool = True,

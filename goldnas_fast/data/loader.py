@@ -3,7 +3,7 @@
 :class:`DeviceLoader` keeps the whole dataset as one uint8 NCHW tensor on the target device (50k
 CIFAR-10 images are 150 MB) and builds every batch with a few tensor ops: ``index_select``, the fused
 crop+flip gather, normalisation and Cutout (:mod:`goldnas_fast.data.augment`). No worker processes,
-no host-to-device copies per batch.
+no host-to-device copies and no host synchronization per batch.
 
 Randomness of epoch ``e`` comes only from ``(seed, e)``:
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from goldnas_fast.data.augment import NB201_CIFAR10_MEAN, NB201_CIFAR10_STD, crop_flip, cutout, normalize, \
-    to_nchw_uint8
+    normalize_with, to_nchw_uint8
 
 __all__ = ["DeviceLoader", "epoch_seed"]
 
@@ -117,6 +117,9 @@ class DeviceLoader:
         self.channels_last = bool(channels_last)
         self.epoch = 0
         normalize(self.images[:1], self.mean, self.std)  # validates mean/std against the channel count
+        c = self.images.shape[1]
+        self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(1, c, 1, 1).to(self.device)
+        self._std_t = torch.tensor(self.std, dtype=torch.float32).view(1, c, 1, 1).to(self.device)
 
     # ------------------------------------------------------------------------------------------ sizes
     @property
@@ -182,7 +185,7 @@ class DeviceLoader:
             x = self.images.index_select(0, idx)
             if aug is not None and self.augment:
                 x = crop_flip(x, aug, self.padding, self.flip)
-            x = normalize(x, self.mean, self.std)
+            x = normalize_with(x, self._mean_t, self._std_t)
             if aug is not None and self.cutout:
                 x = cutout(x, self.cutout, aug)
             if self.channels_last:

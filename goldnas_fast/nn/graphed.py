@@ -20,15 +20,21 @@ by itself when one changed (a learning-rate schedule then costs one capture per 
 
 The alternative without manual buffers is ``torch.compile(step_fn, mode="reduce-overhead")`` (Inductor
 with CUDA graph trees); it needs the fused ops' fake kernels and recompiles on every pruning event.
+
+The CUDA calls (side stream, capture, replay) go through a :class:`GraphBackend`; :class:`CudaGraphs` is
+the real one. :class:`EagerGraphs` is a stand-in that runs anywhere: a "capture" records the step without
+running it and a "replay" runs it eagerly from the static buffers, with fresh gradients, which is what a
+replayed graph computes. It lets the warm-up / capture / re-capture logic be tested without a GPU.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Union
 
 import torch
 
-__all__ = ["GraphedTrainStep"]
+__all__ = ["CudaGraphs", "EagerGraphs", "GraphBackend", "GraphedTrainStep"]
 
 StepOutput = Union[torch.Tensor, tuple[torch.Tensor, ...]]
 
@@ -41,6 +47,79 @@ def _hyper_parameters(optimizers: Sequence[torch.optim.Optimizer]) -> list[tuple
             snap.append(tuple(sorted((k, v) for k, v in group.items()
                                      if k != "params" and isinstance(v, (bool, int, float, tuple)))))
     return snap
+
+
+class GraphBackend:
+    """Where :class:`GraphedTrainStep` warms up, captures and replays (see :class:`CudaGraphs`)."""
+
+    needs_cuda = True  #: whether the optimized parameters must live on a CUDA device
+
+    def side_stream(self) -> contextlib.AbstractContextManager[Any]:
+        """Context in which warm-up steps run (ordered after the caller's pending work and before its next)."""
+        raise NotImplementedError
+
+    def capture(self, body: Callable[[], StepOutput], reset: Callable[[], None]) -> Callable[[], StepOutput]:
+        """Records ``body`` once (``reset()``, which drops the gradients, has just run); returns ``replay``,
+        which runs the recorded step and returns ``body``'s outputs."""
+        raise NotImplementedError
+
+
+class CudaGraphs(GraphBackend):
+    """The real backend: a side CUDA stream and ``torch.cuda.CUDAGraph`` capture and replay."""
+
+    def __init__(self) -> None:
+        if not torch.cuda.is_available():
+            raise RuntimeError("GraphedTrainStep: CUDA graphs need a CUDA device and none is available; on the CPU "
+                               "run the eager step (or torch.compile(mode='reduce-overhead') on a GPU)")
+        self._stream = torch.cuda.Stream()
+
+    @contextlib.contextmanager
+    def side_stream(self) -> Iterator[None]:
+        self._stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self._stream):
+            yield
+        torch.cuda.current_stream().wait_stream(self._stream)
+
+    def capture(self, body: Callable[[], StepOutput], reset: Callable[[], None]) -> Callable[[], StepOutput]:
+        graph = torch.cuda.CUDAGraph()
+        # the warm-up stream is reused for capture (lazily created library handles are per stream);
+        # thread_local: DataLoader pin-memory threads may keep calling CUDA while we capture
+        with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
+            out = body()
+
+        def replay() -> StepOutput:
+            graph.replay()
+            return out
+
+        return replay
+
+
+class EagerGraphs(GraphBackend):
+    """Stand-in without CUDA: replay = zero the gradients (to ``None``) and run the step eagerly.
+
+    Attributes:
+        events: what happened, in order: ``'warmup'``, ``'capture'`` and ``'replay'``.
+    """
+
+    needs_cuda = False
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    @contextlib.contextmanager
+    def side_stream(self) -> Iterator[None]:
+        self.events.append("warmup")
+        yield
+
+    def capture(self, body: Callable[[], StepOutput], reset: Callable[[], None]) -> Callable[[], StepOutput]:
+        self.events.append("capture")
+
+        def replay() -> StepOutput:
+            self.events.append("replay")
+            reset()  # a captured backward writes the gradients afresh: it never accumulates
+            return body()
+
+        return replay
 
 
 class GraphedTrainStep:
@@ -71,6 +150,7 @@ class GraphedTrainStep:
         before_step: called between backward and the optimizer steps (e.g. ``clip_grad_norm_``, which does
             not sync unless ``error_if_nonfinite=True``).
         warmup: eager steps before each capture (>= 1; the PyTorch docs use 3, 11 with DDP).
+        graphs: the capture backend (default :class:`CudaGraphs`; :class:`EagerGraphs` for tests without CUDA).
 
     Raises:
         RuntimeError: CUDA is not available or an optimized parameter is not on a CUDA device.
@@ -79,10 +159,8 @@ class GraphedTrainStep:
 
     def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], StepOutput],
                  optimizers: Sequence[torch.optim.Optimizer], before_step: Callable[[], Any] | None = None,
-                 warmup: int = 3) -> None:
-        if not torch.cuda.is_available():
-            raise RuntimeError("GraphedTrainStep: CUDA graphs need a CUDA device and none is available; on the CPU "
-                               "run the eager step (or torch.compile(mode='reduce-overhead') on a GPU)")
+                 warmup: int = 3, graphs: GraphBackend | None = None) -> None:
+        graphs = CudaGraphs() if graphs is None else graphs
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
             raise ValueError(f"GraphedTrainStep: warmup must be an int >= 1, got {warmup!r}")
         optimizers = list(optimizers)
@@ -97,15 +175,14 @@ class GraphedTrainStep:
                                  "capturable=True to be stepped inside a CUDA graph")
             for group in opt.param_groups:
                 for p in group["params"]:
-                    if not p.is_cuda:
+                    if graphs.needs_cuda and not p.is_cuda:
                         raise RuntimeError(f"GraphedTrainStep: optimizers[{i}] holds a parameter on {p.device}; "
                                            "move the model to the GPU before creating the optimizers")
         self.loss_fn, self.optimizers, self.before_step, self.warmup = loss_fn, optimizers, before_step, warmup
-        self._stream = torch.cuda.Stream()
+        self.graphs = graphs
         self._images: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._out: StepOutput | None = None
+        self._graph: Callable[[], StepOutput] | None = None
         self._hyper: list[tuple] = []
         self._eager_left = warmup
         self.captures = 0  #: number of captures so far (one per invalidation, plus the first)
@@ -121,7 +198,7 @@ class GraphedTrainStep:
         The next ``warmup`` steps run eagerly, then the step is captured again. Gradients are reset to
         ``None`` so that parameters frozen since the capture stop being updated from stale gradients.
         """
-        self._graph, self._out = None, None
+        self._graph = None
         self._eager_left = self.warmup
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -139,8 +216,7 @@ class GraphedTrainStep:
             return self._warmup_step()
         if self._graph is None:
             self._capture()
-        self._graph.replay()
-        return self._clone(self._out)
+        return self._clone(self._graph())
 
     # ----------------------------------------------------------------- internals
     def _load(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -170,24 +246,19 @@ class GraphedTrainStep:
         return out
 
     def _warmup_step(self) -> StepOutput:
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        self._stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self._stream):
+        self._zero_grad()
+        with self.graphs.side_stream():
             out = self._body()
-        torch.cuda.current_stream().wait_stream(self._stream)
         # cloned on the caller's stream: the side stream's blocks are reused only after it waits on this one
         return self._clone(out)
 
-    def _capture(self) -> None:
+    def _zero_grad(self) -> None:
         for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)  # backward then allocates .grad inside the graph's pool
-        graph = torch.cuda.CUDAGraph()
-        # the warm-up stream is reused for capture (lazily created library handles are per stream);
-        # thread_local: DataLoader pin-memory threads may keep calling CUDA while we capture
-        with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
-            out = self._body()
-        self._graph, self._out = graph, out
+            opt.zero_grad(set_to_none=True)
+
+    def _capture(self) -> None:
+        self._zero_grad()  # backward then allocates .grad inside the graph's pool
+        self._graph = self.graphs.capture(self._body, self._zero_grad)
         self._hyper = _hyper_parameters(self.optimizers)
         self.captures += 1
 

@@ -8,9 +8,12 @@ Examples::
         --seed 0 --out runs/goldnas-a
     goldnas-fast train --from-search runs/search-1 --protocol nb201-200 --split cifar10 --data DATA --out OUT
     goldnas-fast train --space nb201 --arch 0 --protocol nb201-12 --epochs 2 --out /tmp/smoke   # embedded sample
+    goldnas-fast train --arch 3,1462,100-110 --protocol nb201-12 --data DATA --device cuda --out runs/many
 
 Writes ``OUT/config.json``, ``OUT/log.jsonl`` (one line per epoch), ``OUT/checkpoint.pt`` (atomic, every
 epoch), ``OUT/result.json`` and ``OUT/curves.png``. ``--resume`` continues an interrupted run.
+With several architectures, each is its own run in ``OUT/arch-<index>/`` (:mod:`goldnas_fast.train.many`)
+and ``OUT/summary.json`` compares them with the NB201 table.
 """
 from __future__ import annotations
 
@@ -26,11 +29,15 @@ from goldnas_fast.errors import UserError
 
 __all__ = ["add_arguments", "run"]
 
+ON_OFF = ("auto", "on", "off")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to train")
     what.add_argument("--space", help="nb201 or goldnas")
-    what.add_argument("--arch", help="NB201 arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2| or index 0..15624")
+    what.add_argument("--arch", help="NB201 arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2| or index 0..15624; "
+                      "or a comma-separated list of them and inclusive index ranges A-B (e.g. 3,1462,100-110), "
+                      "trained concurrently, each as its own run in OUT/arch-<index>")
     what.add_argument("--genotype", metavar="FILE.json", help="GOLD-NAS genotype (JSON)")
     what.add_argument("--from-search", metavar="DIR", help="train the final architecture of a search "
                       "(DIR/result.json: final_arch or final_genotype)")
@@ -50,8 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--out", help="run directory (must be new, or hold this run with --resume; default "
                       "runs/train-SPACE-PROTOCOL-sSEED-TIME)")
     run_.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    run_.add_argument("--channels-last", action="store_true", help="NHWC memory format (speed option)")
-    run_.add_argument("--amp", default="fp32", help="fp32 (default), tf32 or bf16 (autocast)")
+    run_.add_argument("--channels-last", nargs="?", const="on", default="auto", metavar="auto|on|off",
+                      help="NHWC memory format (speed option); auto (default): on for CUDA (except for networks with "
+                      "padded nn.AvgPool2d, pytorch#188344), off on the CPU")
+    run_.add_argument("--precision", "--amp", dest="amp", default="fp32", metavar="fp32|tf32|bf16",
+                      help="fp32 (default until measured on a GPU), tf32 (TF32 matmuls and cuDNN convolutions) "
+                      "or bf16 (autocast, float32 master weights); --amp is the old name")
+    run_.add_argument("--cuda-graphs", default="auto", metavar="auto|on|off",
+                      help="replay each training step from a captured CUDA graph; auto (default): on for CUDA")
+    run_.add_argument("--workers", type=int, metavar="K", help="with several --arch: how many train at once (processes; "
+                      "default: all of them on CUDA up to 8, the CPU cores on the CPU)")
     run_.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and the last)")
     run_.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     run_.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: stop as if interrupted
@@ -64,9 +79,35 @@ def _positive(value: int | None, name: str, allow_none: bool = True) -> None:
         raise UserError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _on(value: str | bool, device: torch.device, name: str, needs_cuda: bool) -> bool:
+    """auto|on|off -> bool: auto is on for CUDA; ``needs_cuda`` refuses on elsewhere."""
+    if isinstance(value, bool):  # already resolved
+        return value
+    if value not in ON_OFF:
+        raise UserError(f"{name} must be one of {', '.join(ON_OFF)}, got {value!r}")
+    if needs_cuda and value == "on" and device.type != "cuda":
+        raise UserError(f"{name} on needs --device cuda")
+    return value == "on" or (value == "auto" and device.type == "cuda")
+
+
+def _channels_last(value: str | bool, device: torch.device, target: Any, protocol: Any) -> bool:
+    """--channels-last resolved; auto stays NCHW for a network with padded nn.AvgPool2d (see padded_avg_pool)."""
+    from goldnas_fast.train.trainer import padded_avg_pool
+
+    on = _on(value, device, "--channels-last", needs_cuda=False)
+    if value == "auto" and on:
+        with torch.device("meta"):  # structure only: no memory, no draw from the RNG
+            model = target.build(protocol.init_channels, auxiliary=protocol.aux_weight > 0)
+        if padded_avg_pool(model):
+            print("note: --channels-last auto: NCHW, because this network's nn.AvgPool2d(padding=1) has a wrong "
+                  "channels_last backward on CUDA in some PyTorch versions (pytorch/pytorch#188344)", file=sys.stderr)
+            return False
+    return on
+
+
 def run(args: argparse.Namespace) -> int:
     from goldnas_fast.train.protocols import get_protocol
-    from goldnas_fast.train.targets import resolve_target
+    from goldnas_fast.train.targets import resolve_targets
     from goldnas_fast.train.trainer import AMP_MODES
 
     # ---- validate everything before anything is written
@@ -75,14 +116,15 @@ def run(args: argparse.Namespace) -> int:
     if args.protocol is None:
         raise UserError("--protocol is required: nb201-12, nb201-200 or darts")
     protocol = get_protocol(args.protocol)
-    target = resolve_target(args.space, args.arch, args.genotype, args.from_search)
+    targets = resolve_targets(args.space, args.arch, args.genotype, args.from_search)
+    target = targets[0]
     if target.space != protocol.space:
         raise UserError(f"--protocol {protocol.name} trains {protocol.space} architectures, not {target.space} "
                         f"(use {'nb201-12 or nb201-200' if target.space == 'nb201' else 'darts'})")
     protocol = protocol.with_overrides(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     split = args.split or protocol.default_split
     if args.amp not in AMP_MODES:
-        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {args.amp!r}")
+        raise UserError(f"--precision (--amp) must be one of {', '.join(AMP_MODES)}, got {args.amp!r}")
     if args.seed is None or args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     _positive(args.eval_every, "--eval-every", allow_none=False)
@@ -93,6 +135,13 @@ def run(args: argparse.Namespace) -> int:
 
         args.out = str(default_out("train", target.space, protocol.name, f"s{args.seed}"))
     device = parse_device(args.device)
+    _on(args.channels_last, device, "--channels-last", needs_cuda=False)
+    args.cuda_graphs = _on(args.cuda_graphs, device, "--cuda-graphs", needs_cuda=True)
+    if len(targets) > 1:
+        from goldnas_fast.train.many import run_many
+
+        return run_many(args, targets)
+    args.channels_last = _channels_last(args.channels_last, device, target, protocol)
     inputs, source = _load_inputs(args, split, protocol, device)
     return _train(args, protocol, target, inputs, source, split, device)
 
@@ -123,7 +172,8 @@ def _train(args: argparse.Namespace, protocol: Any, target: Any, inputs: Any, so
     model = target.build(protocol.init_channels, auxiliary=protocol.aux_weight > 0).to(device)
     run = RunDir(args.out, "train", config, resume=args.resume)  # refuses a directory holding another run
     options = TrainOptions(seed=args.seed, device=device, channels_last=args.channels_last, amp=args.amp,
-                           progress=not args.no_progress, stop_after=args.stop_after, eval_every=args.eval_every)
+                           progress=not args.no_progress, stop_after=args.stop_after, eval_every=args.eval_every,
+                           cuda_graphs=args.cuda_graphs, cudnn_benchmark=device.type == "cuda")
     trainer = Trainer(model, protocol, run, inputs.train.epoch_batches, inputs.train.num_samples,
                       {name: (lambda ld=ld: iter(ld)) for name, ld in inputs.eval_sets.items()}, options)
     if args.resume and trainer.resume() and not args.no_progress:

@@ -29,6 +29,7 @@ def build_result(trainer: Any, target: Any, split_info: Mapping[str, Any], confi
         "split": dict(split_info),
         "seed": config["seed"], "device": str(trainer.device), "amp": config["amp"],
         "channels_last": config["channels_last"],
+        "cuda_graphs": trainer.options.cuda_graphs, "cudnn_benchmark": trainer.options.cudnn_benchmark,
         "epochs_done": trainer.epochs_done,
         "final": final,
         "final_acc": {name: m["acc"] for name, m in final.items()},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from goldnas_fast.errors import UserError
 
-__all__ = ["Target", "resolve_target", "SPACES"]
+__all__ = ["Target", "parse_arch_list", "resolve_target", "resolve_targets", "SPACES"]
 
 SPACES = ("nb201", "goldnas")
 
@@ -124,3 +125,43 @@ def resolve_target(space: str | None, arch: str | None, genotype: str | None, fr
     if genotype is None:
         raise UserError("--space goldnas needs --genotype FILE.json")
     return _goldnas(_read_json(Path(genotype), "--genotype"), f"--genotype {genotype}")
+
+
+_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+
+
+def parse_arch_list(text: str) -> list[str]:
+    """``--arch`` as a list: comma-separated NB201 indices, inclusive index ranges ``A-B`` and arch strings.
+
+    ``"3,1462,100-110"`` gives 13 entries (``100-110`` includes both ends). Arch strings contain no commas
+    or hyphens, so they mix freely with indices. Returns the entries as strings, in the given order.
+    """
+    items = [t.strip() for t in str(text).split(",")]
+    if not items or any(not t for t in items):
+        raise UserError(f"--arch: empty entry in the list {text!r}")
+    out: list[str] = []
+    for t in items:
+        m = _RANGE.match(t)
+        if m is None:
+            out.append(t)
+            continue
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if lo > hi:
+            raise UserError(f"--arch: range {t!r} runs backwards")
+        out.extend(str(i) for i in range(lo, hi + 1))
+    return out
+
+
+def resolve_targets(space: str | None, arch: str | None, genotype: str | None,
+                    from_search: str | None) -> list[Target]:
+    """Like :func:`resolve_target`, but ``--arch`` may list several NB201 architectures
+    (:func:`parse_arch_list`); each appears once."""
+    if arch is None or ("," not in arch and _RANGE.match(arch.strip()) is None):
+        return [resolve_target(space, arch, genotype, from_search)]
+    targets = [resolve_target(space, a, genotype, from_search) for a in parse_arch_list(arch)]
+    seen: set[int] = set()
+    for t in targets:
+        if t.arch_index in seen:
+            raise UserError(f"--arch: architecture {t.arch_index} is listed twice")
+        seen.add(t.arch_index)
+    return targets

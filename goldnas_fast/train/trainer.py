@@ -4,6 +4,14 @@ Reproducibility: every random draw of epoch ``e`` (shuffling, augmentation, drop
 seeds derived from ``(seed, e)``, and the checkpoint written after each epoch holds the model,
 the optimizer (momentum buffers), the history and the RNG states. A run stopped after epoch ``k``
 and resumed therefore ends bit-identical, on CPU, to an uninterrupted run with the same seed.
+
+On a GPU the loop runs without a host synchronization per step: the data stay on the device
+(:class:`~goldnas_fast.data.DeviceLoader`), the loss and the correct count are summed on the device and
+read when the progress bar refreshes (every ``refresh_every`` steps) and once per epoch, and with
+``cuda_graphs`` each step replays one captured CUDA graph (:mod:`goldnas_fast.train.steps`, which says
+when it is re-captured). ``cudnn_benchmark`` autotunes convolutions for the few static shapes (the
+training batch, the last smaller batch, the evaluation batch); the algorithms it picks depend on timing,
+so two CUDA runs are then not guaranteed to be bit-identical.
 """
 from __future__ import annotations
 
@@ -22,10 +30,12 @@ from torch import nn
 
 from goldnas_fast.data.loader import epoch_seed
 from goldnas_fast.errors import UserError
+from goldnas_fast.nn.graphed import GraphBackend
 from goldnas_fast.runs import RunDir
 from goldnas_fast.train.protocols import Protocol
+from goldnas_fast.train.steps import EagerSteps, GraphedSteps
 
-__all__ = ["AMP_MODES", "TrainOptions", "Trainer", "derive_seed", "precision"]
+__all__ = ["AMP_MODES", "TrainOptions", "Trainer", "padded_avg_pool", "precision"]
 
 AMP_MODES = ("fp32", "tf32", "bf16")
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -36,26 +46,30 @@ STREAM_GLOBAL, STREAM_DATA, STREAM_INIT = 1, 2, 3
 
 
 @contextlib.contextmanager
-def precision(mode: str, device: torch.device) -> Iterator[None]:
+def precision(mode: str, device: torch.device, cudnn_benchmark: bool = False) -> Iterator[None]:
     """Numeric mode of a run: ``fp32`` (TF32 off, also for cuDNN convolutions, which PyTorch
     allows by default), ``tf32`` (TF32 matmuls and convolutions) or ``bf16`` (autocast to bfloat16
-    around forward passes; see :meth:`Trainer.autocast`). Restores the global flags on exit.
+    around forward passes, float32 master weights; see :meth:`Trainer.autocast`). On CUDA also sets
+    ``cudnn.benchmark``. Restores the global flags on exit.
     """
     if mode not in AMP_MODES:
-        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}, got {mode!r}")
+        raise UserError(f"--precision (--amp) must be one of {', '.join(AMP_MODES)}, got {mode!r}")
     if device.type != "cuda":
         yield
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy TF32 flags warn on newer PyTorch but still work
-        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                 torch.backends.cudnn.benchmark)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
+        torch.backends.cudnn.benchmark = cudnn_benchmark
     try:
         yield
     finally:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark) = saved
 
 
 @dataclasses.dataclass
@@ -71,6 +85,10 @@ class TrainOptions:
         stop_after: stop (as if interrupted) once this many epochs are done; for tests and resumption.
         eval_every: evaluate every this many epochs, and always after the last.
         refresh_every: batches between progress-bar refreshes (each refresh synchronises the device).
+        cuda_graphs: replay each training step from a captured graph (CUDA, or a stand-in ``graph_backend``).
+        cudnn_benchmark: ``torch.backends.cudnn.benchmark`` during the run (CUDA only).
+        graph_backend: capture backend for ``cuda_graphs`` (default CUDA graphs; tests pass
+            :class:`~goldnas_fast.nn.graphed.EagerGraphs`).
     """
 
     seed: int
@@ -81,6 +99,9 @@ class TrainOptions:
     stop_after: int | None = None
     eval_every: int = 1
     refresh_every: int = 10
+    cuda_graphs: bool = False
+    cudnn_benchmark: bool = False
+    graph_backend: GraphBackend | None = None
 
 
 TrainBatches = Callable[[torch.Generator], Iterator[Batch]]
@@ -110,7 +131,19 @@ class Trainer:
         self.device = options.device
         if options.channels_last:
             self.model.to(memory_format=torch.channels_last)
+            if self.device.type == "cuda" and padded_avg_pool(self.model):
+                warnings.warn("channels_last on CUDA with nn.AvgPool2d(padding > 0): its backward is wrong for "
+                              "channels_last inputs in some PyTorch versions (pytorch/pytorch#188344)", stacklevel=2)
         self.optimizer = protocol.make_optimizer(self.model.parameters())
+        before = self._clip if protocol.grad_clip is not None else None
+        if options.cuda_graphs:
+            if self.device.type != "cuda" and options.graph_backend is None:
+                raise UserError("CUDA graphs need --device cuda")
+            self.steps: EagerSteps | GraphedSteps = GraphedSteps(self._step_fn, self.optimizer, before,
+                                                                 graphs=options.graph_backend)
+        else:
+            self.steps = EagerSteps(self._step_fn, self.optimizer, before)
+        self._graph_drop: float | None = None
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
@@ -158,7 +191,9 @@ class Trainer:
     # ----------------------------------------------------------------------------------------- steps
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.options.amp == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            # a captured graph must not hold autocast's cache of cast weights (PyTorch CUDA graphs docs)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                                  cache_enabled=not self.options.cuda_graphs)
         return contextlib.nullcontext()
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,6 +210,16 @@ class Trainer:
             loss = loss + self.protocol.aux_weight * F.cross_entropy(aux.float(), y)
         return loss, logits
 
+    def _clip(self) -> None:
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.protocol.grad_clip)
+
+    def _step_fn(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and loss of one training batch: ``(loss, correct top-1 count)``, no host sync."""
+        with self.autocast():
+            out = self.model(x)
+        loss, logits = self._loss(out, y)
+        return loss, (logits.detach().argmax(1) == y).sum()
+
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch (0-based ``epoch``): returns loss, accuracy, lr, seconds and images/s."""
         p, model = self.protocol, self.model
@@ -187,6 +232,9 @@ class Trainer:
         drop = p.drop_path_at(epoch)
         if hasattr(model, "drop_path_prob"):
             model.drop_path_prob = drop
+            if drop != self._graph_drop:  # a Python float the captured forward has baked in
+                self.steps.invalidate()
+                self._graph_drop = drop
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -195,19 +243,11 @@ class Trainer:
         _sync(self.device)
         t0 = time.perf_counter()
         for step, (x, y) in enumerate(self.train_batches(gen), 1):
-            x = self._prepare(x)
-            with self.autocast():
-                out = model(x)
-            loss, logits = self._loss(out, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if p.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-            self.optimizer.step()
+            loss, right = self.steps(self._prepare(x), y)
             n = y.shape[0]
             seen += n
-            loss_sum += loss.detach().double() * n
-            correct += (logits.detach().argmax(1) == y).sum()
+            loss_sum += loss.double() * n
+            correct += right
             if bar is not None and (step % self.options.refresh_every == 0):
                 self._refresh(bar, step, loss_sum, correct, seen, lr, t0)
         _sync(self.device)
@@ -243,7 +283,7 @@ class Trainer:
 
     def fit(self) -> list[dict[str, Any]]:
         """Runs the remaining epochs (after :meth:`resume`, if called); returns the per-epoch history."""
-        with precision(self.options.amp, self.device):
+        with precision(self.options.amp, self.device, self.options.cudnn_benchmark):
             for epoch in range(self.epochs_done, self.protocol.epochs):
                 if self.options.stop_after is not None and self.epochs_done >= self.options.stop_after:
                     break
@@ -287,6 +327,12 @@ class Trainer:
         ev = "  ".join(f"{k} {v['acc']:.2f}%" for k, v in r["eval"].items())
         print(f"epoch {r['epoch']}/{r['epochs']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.2f}%  "
               f"{ev}  lr {r['lr']:.4g}  {r['images_per_s']:.0f} img/s", file=sys.stderr)
+
+
+def padded_avg_pool(model: nn.Module) -> bool:
+    """Whether ``model`` holds an ``nn.AvgPool2d`` with padding, whose CUDA backward is wrong for channels_last
+    inputs in some PyTorch versions (pytorch/pytorch#188344; seen with 2.11)."""
+    return any(isinstance(m, nn.AvgPool2d) and m.padding not in (0, (0, 0)) for m in model.modules())
 
 
 def _sync(device: torch.device) -> None:
