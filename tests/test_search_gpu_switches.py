@@ -305,3 +305,104 @@ def test_search_data_stay_on_the_device_without_workers():
     for algo in (_goldnas(), _darts()):
         assert algo.loaders and all(isinstance(loader, DeviceLoader) for loader in algo.loaders)
         assert all(not hasattr(loader, "num_workers") for loader in algo.loaders)
+
+
+CUDA = torch.cuda.is_available() and torch.backends.cuda.is_built()
+READ_BACKS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__")
+
+
+def _step_inputs(algo):
+    """The per-step inputs of one epoch as ``train_epoch`` feeds them to ``algo.steps``, built lazily (the
+    epoch's order and augmentation seed are drawn on the host here, once, not per step)."""
+    if len(algo.loaders) == 1:
+        return iter(algo.loaders[0])
+    pairs = zip(iter(algo.loaders[0]), iter(algo.loaders[1]))
+    return ((torch.stack((x, xv)), torch.stack((y, yv))) for (x, y), (xv, yv) in pairs)
+
+
+@pytest.mark.parametrize("make", [_goldnas, _darts], ids=["goldnas", "darts"])
+def test_search_steps_read_nothing_back_to_the_host(monkeypatch, make):
+    """While the search's batches are built and its steps (warm-up, capture, replay) run, no tensor is turned
+    into a Python value, which on a GPU would wait for it (CPU stand-in of the CUDA test below)."""
+    algo = make(graphs=EagerGraphs())
+    algo.loaders[0].set_epoch(0)
+    if len(algo.loaders) == 1:
+        algo.train_epoch([], algo.controller.lam)  # sets lambda's tensor as an epoch does
+    for loader in algo.loaders:
+        loader.set_epoch(1)
+    inputs = _step_inputs(algo)
+    # DARTS' Adam reads its step count, a host tensor without CUDA graphs (on a GPU with graphs, where it is
+    # capturable, it lives on the device and is not read; the CUDA test below checks that)
+    def host_counts():
+        return [st["step"] for st in algo.alpha_opt.state.values() if "step" in st] if len(algo.loaders) > 1 else []
+
+    def refusing(name):
+        original = getattr(torch.Tensor, name)
+
+        def refuse(self, *args: object, **kwargs: object):
+            if any(self is t for t in host_counts()):
+                return original(self, *args, **kwargs)
+            raise AssertionError("a tensor was read back to the host")
+
+        return refuse
+
+    for name in READ_BACKS:
+        monkeypatch.setattr(torch.Tensor, name, refusing(name))
+    steps = 0
+    for x, y in inputs:
+        algo.steps(x, y)
+        steps += 1
+    monkeypatch.undo()
+    assert steps >= 5 and algo.steps.captures == 1
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("algo_name", ["goldnas", "darts"])
+@pytest.mark.parametrize("mode", ["fp32", "bf16"])
+def test_cuda_graphed_search_matches_eager(tmp_path, algo_name, mode):
+    """On a GPU: --cuda-graphs gives the eager search's records (up to the rounding of another kernel order)."""
+    common = [*TINY_NB201, "--algo", algo_name, "--epochs", "3", "--device", "cuda", "--precision", mode]
+    assert search(tmp_path / "eager", *common) == 0
+    assert search(tmp_path / "graphs", *common, "--cuda-graphs") == 0
+    logs = [[json.loads(line) for line in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+            for d in ("eager", "graphs")]
+    assert len(logs[0]) == len(logs[1]) == 3
+    for a, b in zip(*logs):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-2 if mode == "bf16" else 1e-3)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("algo_name", ["goldnas", "darts"])
+def test_cuda_replayed_search_steps_do_not_synchronize(algo_name):
+    """After the capture, building a batch and replaying the search's step never wait for the GPU
+    (torch.cuda.set_sync_debug_mode raises on any implicit synchronization)."""
+    from goldnas_fast.search.darts import DartsConfig, DartsSearch, DartsSearchConfig
+    from goldnas_fast.search.onelevel import GoldNasSearch, GoldNasSearchConfig
+    from goldnas_fast.search.supernet_setup import prepare_supernet
+
+    cuda = torch.device("cuda")
+    options = {"C": 4, "N": 1, "max_train": 256, "batch_size": 8, "seed": 1, "device": "cuda", "cuda_graphs": True}
+    ctx = Context(device=cuda)
+    if algo_name == "goldnas":
+        config = GoldNasSearchConfig.from_options(options)
+        setup = prepare_supernet(config, ctx, gate="sigmoid")
+        algo = GoldNasSearch(setup.space, config.gold(), config.one_level(), cuda, ctx=ctx, steps=config.steps())
+        algo.loaders = setup.loaders
+        algo.train_epoch([], algo.controller.lam)
+    else:
+        config = DartsSearchConfig.from_options(options)
+        setup = prepare_supernet(config, ctx, gate="softmax", split=True)
+        algo = DartsSearch(setup.space, DartsConfig(), cuda, ctx=ctx, steps=config.steps())
+        algo.loaders = setup.loaders
+    inputs = _step_inputs(algo)
+    for _ in range(4):  # 3 warm-up steps and the capture
+        algo.steps(*next(inputs))
+    assert algo.steps.captures == 1
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x, y in inputs:
+            algo.steps(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert algo.steps.captures == 1

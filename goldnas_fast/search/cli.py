@@ -52,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     net.add_argument("--lean", action="store_true", default=None,
                      help="recompute operators in backward (memory-lean)")
     net.add_argument("--precision", metavar="fp32|tf32|bf16",
-                     help=f"fp32 (default {SupernetConfig.precision}: a faster default needs same-quality searches, "
-                          "measured on a GPU), tf32 (TF32 matmuls and cuDNN convolutions) or bf16 (autocast; float32 "
+                     help=f"default {SupernetConfig.precision} (a faster default needs searches of the same quality, "
+                          "measured on a GPU); tf32 (TF32 matmuls and cuDNN convolutions) or bf16 (autocast; float32 "
                           "weights, gates and optimizer states); part of the run's configuration")
     net.add_argument("--cuda-graphs", action="store_true", default=None,
                      help="replay each training step from a captured CUDA graph, re-captured after each pruning "
