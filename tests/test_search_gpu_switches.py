@@ -34,6 +34,36 @@ def test_auto_layout_on_cpu_is_unchanged():
     assert _preferred_layout(y) is y
 
 
+
+@pytest.mark.parametrize("backend", ["fused", "reference"])
+def test_cell_weights_follow_the_cells_layout_on_cuda_only(backend):
+    from goldnas_fast.nn.cell import DAGCell, match_cell_weights_layout
+    from goldnas_fast.spaces import make_space
+
+    net = make_space("nb201", C=4, N=1, backend=backend).network
+
+    def layouts():
+        return {name: p.is_contiguous() for name, p in net.named_parameters() if p.dim() == 4}
+
+    before = layouts()
+    assert all(before.values())
+    assert match_cell_weights_layout(net, "cpu") == 0 and layouts() == before  # CPU runs stay as they were
+    changed = match_cell_weights_layout(net, "cuda")
+    cells = [m for m in net.modules() if isinstance(m, DAGCell)]
+    cell_weights = {id(p) for c in cells for p in c.parameters() if p.dim() == 4}
+    if backend == "reference":
+        assert changed == 0 and layouts() == before
+        return
+    assert changed == len(cells) > 0
+    for name, p in net.named_parameters():
+        if p.dim() != 4:
+            continue
+        if id(p) in cell_weights:
+            one_by_one = p.shape[-2:] == (1, 1)  # both layouts at once
+            assert p.is_contiguous(memory_format=torch.channels_last) and (one_by_one or not p.is_contiguous()), name
+        else:
+            assert p.is_contiguous(), name  # the stem and the other layers keep NCHW
+
 # --------------------------------------------------------------------------------------------- precision
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -18,7 +18,7 @@ from goldnas_fast.nn.primitives import fused_kind
 from goldnas_fast.nn.relu_body import relu_body, run_body
 from goldnas_fast.ops.node_sum import Kind
 
-__all__ = ["Edge", "DAGCell", "BACKENDS", "MEMORY_FORMATS", "prefers_channels_last"]
+__all__ = ["Edge", "DAGCell", "BACKENDS", "MEMORY_FORMATS", "prefers_channels_last", "match_cell_weights_layout"]
 
 BACKENDS = ("fused", "reference")
 MEMORY_FORMATS = ("auto", "preserve")
@@ -268,3 +268,26 @@ def _preferred_layout(x: torch.Tensor) -> torch.Tensor:
     if prefers_channels_last(x.device.type, x.dtype, x.dim()):
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def match_cell_weights_layout(module: nn.Module, device_type: str) -> int:
+    """Stores the 4-D weights of every fused ``memory_format='auto'`` :class:`DAGCell` in ``module`` in
+    channels_last where the cells run channels_last on ``device_type`` and that device is CUDA; returns how
+    many cells it changed.
+
+    cuDNN takes a convolution's weight in its input's layout and would otherwise reorder an NCHW weight
+    at every call and the weight gradient back at every backward. On the CPU nothing changes: oneDNN
+    reorders weights into its own blocked format either way, and CPU runs stay as they were, bit for bit.
+    Call it before the optimizers are built (their buffers then follow the weights' layout).
+    """
+    if device_type != "cuda":
+        return 0
+    changed = 0
+    for cell in module.modules():
+        if not isinstance(cell, DAGCell) or cell.backend != "fused" or cell.memory_format != "auto":
+            continue
+        params = [p for p in cell.parameters() if p.dim() == 4]
+        if params and all(prefers_channels_last(device_type, p.dtype, 4) for p in params):
+            cell.to(memory_format=torch.channels_last)
+            changed += 1
+    return changed

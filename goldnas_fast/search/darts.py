@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from goldnas_fast.errors import ConfigError
+from goldnas_fast.nn.cell import match_cell_weights_layout
 from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
 from goldnas_fast.search.config import SupernetConfig, option
 from goldnas_fast.search.distributed import Context
@@ -97,6 +98,7 @@ class DartsSearch(SearchAlgorithm):
         self.step_options = steps or StepOptions()
         self.step_options.check(device, self.ctx.world_size)
         net = space.network.to(device)
+        match_cell_weights_layout(net, device.type)  # CUDA: the cells run channels_last, so do their weights
         self.module = self.ctx.wrap(net)
         self.alpha = space.alpha()
         self.weights_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.lr_max, momentum=cfg.momentum,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from goldnas_fast.errors import ConfigError
+from goldnas_fast.nn.cell import match_cell_weights_layout
 from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
 from goldnas_fast.search.config import SupernetConfig, option
 from goldnas_fast.search.controller import EpochDecision, GoldNasConfig, GoldNasController
@@ -140,6 +141,7 @@ class GoldNasSearch(SearchAlgorithm):
             gold = GoldNasConfig(**{**gold.to_dict(), "stop_one_op_per_edge": True})
         self.gold = gold
         net = space.network.to(device)
+        match_cell_weights_layout(net, device.type)  # CUDA: the cells run channels_last, so do their weights
         self.alpha = space.alpha()
         self.layout = space.gate_layout()
         self.controller = GoldNasController(gold, self.layout)
