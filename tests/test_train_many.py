@@ -71,7 +71,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
     assert json.loads((a / "config.json").read_text()) == json.loads((b / "config.json").read_text())
 
 
-@pytest.mark.parametrize("workers", [3, 1])
+@pytest.mark.parametrize("workers", [2, 1])  # 2: the third architecture waits for a free worker
 def test_archs_trained_together_equal_each_alone(tmp_path: Path, tiny_data: str, alone: Path, workers: int,
                                                  capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "many"
@@ -123,6 +123,7 @@ def test_arch_lists_and_ranges() -> None:
 
 @pytest.mark.parametrize("argv,message", [
     (["--arch", "1,2", "--workers", "0"], "--workers must be a positive integer"),
+    (["--arch", "1", "--workers", "-1"], "--workers must be a positive integer"),
     (["--arch", "1,2-1"], "backwards"),
     (["--arch", "1,2", "--protocol", "darts"], "trains goldnas"),
 ])

@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.eval_every, "--eval-every", allow_none=False)
     _positive(args.max_train, "--max-train")
     _positive(args.stop_after, "--stop-after")
+    _positive(args.workers, "--workers")
     if not args.out:
         from goldnas_fast.outdirs import default_out
 

@@ -102,8 +102,10 @@ def run_many(args: argparse.Namespace, targets: Sequence[Any]) -> int:
             status[index] = _one(ns, log, threads)
             _report_one(out, index, status[index])
     else:
-        # spawn: a forked child would inherit an initialised CUDA context (and OpenMP pools) it cannot use
-        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # spawn: a forked child would inherit an initialised CUDA context (and OpenMP pools) it cannot use;
+        # one architecture per process where Python allows it (3.11+), so no cache outlives its run
+        fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), **fresh) as pool:
             futures = {pool.submit(_one, ns, log, threads): index for index, (ns, log) in jobs.items()}
             for fut in cf.as_completed(futures):
                 index = futures[fut]
