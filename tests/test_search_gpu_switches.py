@@ -436,3 +436,23 @@ def test_cuda_replayed_search_steps_do_not_synchronize(algo_name):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert algo.steps.captures == 1
+
+
+def test_darts_resume_fits_the_gates_adam_to_this_runs_steps():
+    """A checkpoint written with CUDA graphs (capturable Adam, step count on the device) resumes eagerly with a
+    non-capturable Adam whose step count is back on the host, and the values go on unchanged."""
+    algo = _darts()
+    _run(algo, 1)
+    import copy
+
+    state = copy.deepcopy(algo.state_dict())  # a checkpoint holds copies, not the live buffers
+    saved = state["alpha_opt"]
+    for group in saved["param_groups"]:
+        group["capturable"] = True  # as a graphed run on a GPU writes it
+    resumed = _darts()
+    resumed.load_state_dict(state)
+    assert [g["capturable"] for g in resumed.alpha_opt.param_groups] == [False]
+    steps = [st["step"] for st in resumed.alpha_opt.state.values()]
+    assert steps and all(s.device.type == "cpu" and s.dtype == torch.float32 for s in steps)
+    want, got = _run(algo, 2)[1:], _run(resumed, 2)[1:]  # both continue with epoch index 0, 1
+    assert [r["loss"] for r in got] == [r["loss"] for r in want]
