@@ -18,7 +18,7 @@ from goldnas_fast.nn.primitives import fused_kind
 from goldnas_fast.nn.relu_body import relu_body, run_body
 from goldnas_fast.ops.node_sum import Kind
 
-__all__ = ["Edge", "DAGCell", "BACKENDS", "MEMORY_FORMATS"]
+__all__ = ["Edge", "DAGCell", "BACKENDS", "MEMORY_FORMATS", "prefers_channels_last", "match_cell_weights_layout"]
 
 BACKENDS = ("fused", "reference")
 MEMORY_FORMATS = ("auto", "preserve")
@@ -60,10 +60,12 @@ class DAGCell(nn.Module):
     backward (activation checkpointing per node), for large spaces on small GPUs; the recomputation
     leaves BatchNorm running statistics as the forward left them.
 
-    ``memory_format='auto'`` lets the fused backend run 4-D float32/bfloat16 CPU inputs in channels_last
-    (NHWC): oneDNN's convolutions need no layout reorders then and ``node_sum`` pools NHWC planes in
-    place (``BENCHMARKS.md`` has the speed-up). Values agree up to float32 rounding (oneDNN's NHWC
-    kernels round differently, as for the reference network in channels_last). The cell's output is then
+    ``memory_format='auto'`` lets the fused backend run 4-D inputs in channels_last (NHWC) where that
+    layout is the fast one (:func:`prefers_channels_last`): float32/bfloat16 on the CPU, where oneDNN's
+    convolutions need no layout reorders, and float32/bfloat16/float16 on CUDA, where cuDNN's convolutions
+    and BatchNorm over few channels avoid NCHW transposes and reductions; ``node_sum`` pools NHWC planes
+    in place (``BENCHMARKS.md`` has the measurements). Values agree up to rounding (NHWC kernels sum in
+    another order, as for the reference network in channels_last). The cell's output is then
     channels_last (a user head that ``view``\ s it must ``reshape``).
     ``'preserve'`` keeps the inputs' layout. The reference backend always preserves it.
 
@@ -248,9 +250,44 @@ class DAGCell(nn.Module):
         return node_sum(tensors, kinds, gates, weights)
 
 
+_CHANNELS_LAST_DTYPES: dict[str, tuple[torch.dtype, ...]] = {
+    # oneDNN's NHWC convolutions are its fast path for these; other CPU dtypes take slow kernels either way
+    "cpu": (torch.float32, torch.bfloat16),
+    # cuDNN's NHWC kernels avoid the nchwToNhwc transposes around every convolution, and BatchNorm over
+    # few channels runs its NHWC kernels instead of the slow NCHW reduction (docs/gpu-baseline.md)
+    "cuda": (torch.float32, torch.bfloat16, torch.float16),
+}
+
+
+def prefers_channels_last(device_type: str, dtype: torch.dtype, dim: int) -> bool:
+    """Whether ``memory_format='auto'`` runs a ``dim``-D tensor of ``dtype`` on ``device_type`` channels_last."""
+    return dim == 4 and dtype in _CHANNELS_LAST_DTYPES.get(device_type, ())
+
+
 def _preferred_layout(x: torch.Tensor) -> torch.Tensor:
-    # CPU only: oneDNN runs float32/bfloat16 convolutions fastest in NHWC. Other dtypes take slower
-    # kernels either way, and on CUDA the best layout depends on dtype and cuDNN, so those keep theirs.
-    if x.dim() == 4 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
+    if prefers_channels_last(x.device.type, x.dtype, x.dim()):
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def match_cell_weights_layout(module: nn.Module, device_type: str) -> int:
+    """Stores the 4-D weights of every fused ``memory_format='auto'`` :class:`DAGCell` in ``module`` in
+    channels_last where the cells run channels_last on ``device_type`` and that device is CUDA; returns how
+    many cells it changed.
+
+    cuDNN takes a convolution's weight in its input's layout and would otherwise reorder an NCHW weight
+    at every call and the weight gradient back at every backward. On the CPU nothing changes: oneDNN
+    reorders weights into its own blocked format either way, and CPU runs stay as they were, bit for bit.
+    Call it before the optimizers are built (their buffers then follow the weights' layout).
+    """
+    if device_type != "cuda":
+        return 0
+    changed = 0
+    for cell in module.modules():
+        if not isinstance(cell, DAGCell) or cell.backend != "fused" or cell.memory_format != "auto":
+            continue
+        params = [p for p in cell.parameters() if p.dim() == 4]
+        if params and all(prefers_channels_last(device_type, p.dtype, 4) for p in params):
+            cell.to(memory_format=torch.channels_last)
+            changed += 1
+    return changed

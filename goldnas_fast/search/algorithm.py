@@ -9,6 +9,7 @@ the end calls :meth:`~SearchAlgorithm.result`.
 """
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -83,6 +84,10 @@ class SearchAlgorithm(ABC):
     def result(self, run_dir: RunDir, history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
         """Writes ``result.json`` (and ``pareto.png``) from the epoch records, prints the summary, returns
         the result."""
+
+    def run_context(self) -> contextlib.AbstractContextManager[Any]:
+        """The context the loop runs every epoch in (e.g. the precision's global device flags)."""
+        return contextlib.nullcontext()
 
     def progress_total(self) -> int | None:
         """Images one epoch trains on, over all processes, for the progress bar (``None``: no bar)."""

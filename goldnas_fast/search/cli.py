@@ -51,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help=f"cell backend (default {SupernetConfig.backend})")
     net.add_argument("--lean", action="store_true", default=None,
                      help="recompute operators in backward (memory-lean)")
+    net.add_argument("--precision", metavar="fp32|tf32|bf16",
+                     help=f"default {SupernetConfig.precision} (a faster default needs searches of the same quality, "
+                          "measured on a GPU); tf32 (TF32 matmuls and cuDNN convolutions) or bf16 (autocast; float32 "
+                          "weights, gates and optimizer states); part of the run's configuration")
+    net.add_argument("--cuda-graphs", action="store_true", default=None,
+                     help="replay each training step from a captured CUDA graph, re-captured after each pruning "
+                          "event and learning-rate change (--device cuda; default off until measured)")
     g = p.add_argument_group("GOLD-NAS (defaults of the documented implementation)")
     g.add_argument("--lambda0", type=float,
                    help=f"lambda increment (default {gold.lambda0:g}; {SAMPLE_LAMBDA0:g} on the embedded sample, "

@@ -14,9 +14,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from goldnas_fast.errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from goldnas_fast.search.gpu import StepOptions
 
 __all__ = ["option", "SearchConfig", "SupernetConfig", "EMBEDDED_SAMPLE_RECORD", "SPACE_DEFAULTS"]
 
@@ -139,6 +142,12 @@ class SupernetConfig(SearchConfig):
         ops: GOLD-NAS space candidate operators (``None``: the space's default set).
         backend: cell backend, ``'fused'`` or ``'reference'``.
         lean: recompute operator activations in backward.
+        precision: ``'fp32'``, ``'tf32'`` or ``'bf16'`` (:mod:`goldnas_fast.precision`). The default stays
+            fp32: a faster default needs searches with it that find architectures of the same quality
+            (the same NAS-Bench-201 table accuracy within seed noise, over at least 2 seeds on real data),
+            measured on a GPU.
+        cuda_graphs: replay each step from a captured CUDA graph (:mod:`goldnas_fast.search.gpu`); a speed
+            option, not part of the run's record.
     """
 
     default_epochs: ClassVar[int] = 100
@@ -152,6 +161,8 @@ class SupernetConfig(SearchConfig):
     ops: tuple[str, ...] | None = option(None, "--ops")
     backend: str = option("fused", "--backend")
     lean: bool = option(False, "--lean")
+    precision: str = option("fp32", "--precision")
+    cuda_graphs: bool = option(False, "--cuda-graphs")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -159,8 +170,17 @@ class SupernetConfig(SearchConfig):
             _int_at_least(self, name, 1)
         _int_at_least(self, "N", 1, optional=True)
         from goldnas_fast.devices import parse_device
+        from goldnas_fast.precision import PRECISIONS
 
-        parse_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(type(self).__name__, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
+        self.steps().check(parse_device(self.device))
+
+    def steps(self) -> StepOptions:
+        """How the search runs its steps (precision, CUDA graphs)."""
+        from goldnas_fast.search.gpu import StepOptions
+
+        return StepOptions(precision=self.precision, cuda_graphs=self.cuda_graphs)
 
     @classmethod
     def context_defaults(cls, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,6 +213,8 @@ class SupernetConfig(SearchConfig):
 
         out = {**super().record(), "epochs": self.epochs, "batch_size": self.batch_size, "C": self.C,
                "backend": self.backend, "lean": self.lean, "device_type": parse_device(self.device).type}
+        if self.precision != "fp32":  # fp32 runs keep the configuration of earlier versions, so they resume
+            out["precision"] = self.precision
         if self.space == "nb201":
             out["N"] = self.N
         else:

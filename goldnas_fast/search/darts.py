@@ -5,9 +5,15 @@ step of the architecture parameters on a batch of the ``valid`` half (lr 3e-4, b
 weight decay 1e-3), then one SGD step of the weights on a batch of the ``train`` half (Nesterov
 momentum 0.9, weight decay 5e-4, cosine lr 0.025 -> 0.001 per epoch, gradient clip 5), first-order
 (no unrolled step). The architecture is the per-edge argmax (``docs/method/nasbench201.md`` §1.6, §2.2).
+
+Both steps of a pair of batches run as one step of the step runner (:mod:`goldnas_fast.search.gpu`), on
+the two batches stacked: eagerly, or, with CUDA graphs, replayed from one captured step that is
+re-captured when the cosine schedule changes the weights' learning rate (once per epoch). With CUDA graphs
+on a GPU the gates' Adam is ``capturable`` (its step count lives on the device).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -16,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from goldnas_fast.errors import ConfigError
+from goldnas_fast.nn.cell import match_cell_weights_layout
 from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
 from goldnas_fast.search.config import SupernetConfig, option
 from goldnas_fast.search.distributed import Context
+from goldnas_fast.search.gpu import StepOptions
 from goldnas_fast.spaces.adapter import SearchSpace
 
 if TYPE_CHECKING:
@@ -71,20 +79,35 @@ class DartsSearchConfig(SupernetConfig):
 
 
 class DartsSearch(SearchAlgorithm):
-    """Bi-level first-order DARTS on a softmax-gated supernet."""
+    """Bi-level first-order DARTS on a softmax-gated supernet.
+
+    Args:
+        space: the supernet with softmax gates.
+        cfg: the hyper-parameters.
+        device: where the supernet runs.
+        ctx: the distributed context (a single process by default).
+        steps: precision and CUDA graphs (default: float32, eager).
+    """
 
     config_type = DartsSearchConfig
 
-    def __init__(self, space: SearchSpace, cfg: DartsConfig, device: torch.device, ctx: Context | None = None) -> None:
+    def __init__(self, space: SearchSpace, cfg: DartsConfig, device: torch.device, ctx: Context | None = None,
+                 steps: StepOptions | None = None) -> None:
         self.space, self.cfg, self.device = space, cfg, device
         self.ctx = ctx or Context(device=device)
+        self.step_options = steps or StepOptions()
+        self.step_options.check(device, self.ctx.world_size)
         net = space.network.to(device)
+        match_cell_weights_layout(net, device.type)  # CUDA: the cells run channels_last, so do their weights
         self.module = self.ctx.wrap(net)
         self.alpha = space.alpha()
         self.weights_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.lr_max, momentum=cfg.momentum,
                                            weight_decay=cfg.weight_decay, nesterov=True)
+        capturable = {"capturable": True} if self.step_options.capturable(device) else {}
         self.alpha_opt = torch.optim.Adam([self.alpha], lr=cfg.arch_lr, betas=cfg.arch_betas,
-                                          weight_decay=cfg.arch_weight_decay)
+                                          weight_decay=cfg.arch_weight_decay, **capturable)
+        self._weights = list(net.weight_parameters())
+        self.steps = self.step_options.runner(self._step_fn, [self.weights_opt], self._clip)
         self.loaders: list[Any] = []  # set by build(): the train half, then the valid half
         self.epochs = 0
         self._images_per_epoch = 0
@@ -95,13 +118,16 @@ class DartsSearch(SearchAlgorithm):
         from goldnas_fast.search.supernet_setup import prepare_supernet
 
         setup = prepare_supernet(config, ctx, gate="softmax", split=True)
-        algo = cls(setup.space, DartsConfig(lr_max=config.lr_weights), ctx.device, ctx=ctx)
+        algo = cls(setup.space, DartsConfig(lr_max=config.lr_weights), ctx.device, ctx=ctx, steps=config.steps())
         algo.loaders, algo.epochs = setup.loaders, config.epochs
         algo._images_per_epoch = len(setup.loaders[0]) * setup.batch * ctx.world_size
         return algo
 
     def progress_total(self) -> int | None:
         return self._images_per_epoch
+
+    def run_context(self) -> contextlib.AbstractContextManager[Any]:
+        return self.step_options.run_context(self.device)
 
     def epoch_line(self, record: dict[str, Any]) -> str | None:
         # the architecture's cost in the benchmark's evaluation network (C=16, N=5), as the table has it
@@ -131,26 +157,35 @@ class DartsSearch(SearchAlgorithm):
         net.train()
         for group in self.weights_opt.param_groups:
             group["lr"] = self.cfg.lr_at(epoch, epochs)
-        weights = list(net.weight_parameters())
+        self._weights = list(net.weight_parameters())
         totals = torch.zeros(2, device=self.device)  # loss, correct (summed over images)
         seen = 0
         for (x, y), (xv, yv) in zip(train_batches, valid_batches):
             x, y, xv, yv = (t.to(self.device, non_blocking=True) for t in (x, y, xv, yv))
-            self._arch_step(xv, yv)
-            self.weights_opt.zero_grad(set_to_none=True)
-            loss, logits = self.space.loss(x, y, module=self.module)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in weights if p.grad is not None], self.cfg.grad_clip)
-            self.weights_opt.step()
+            _, stats = self.steps(torch.stack((x, xv)), torch.stack((y, yv)))
+            totals += stats
             n = y.numel()
             seen += n
-            totals += torch.stack([loss.detach() * n, (logits.detach().argmax(1) == y).sum()])
             if progress is not None:
                 progress({"n": n})
         totals = self.ctx.all_reduce_sum(totals)
         seen = self.ctx.all_reduce_sum(torch.tensor(float(seen), device=self.device))
         loss, correct = (totals / seen.clamp_min(1)).cpu().tolist()
         return {"loss": loss, "accuracy": 100.0 * correct, "lr": self.weights_opt.param_groups[0]["lr"]}
+
+    def _step_fn(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gates' step on the validation batch (``images[1]``), then the forward of the weights' step on
+        the training batch (``images[0]``): ``(loss, [loss * n, correct])``, all on the device."""
+        x, xv = images.unbind(0)
+        y, yv = labels.unbind(0)
+        self._arch_step(xv, yv)
+        with self.step_options.autocast(self.device):
+            loss, logits = self.space.loss(x, y, module=self.module)
+        n = y.numel()
+        return loss, torch.stack([loss.detach() * n, (logits.detach().argmax(1) == y).sum()])
+
+    def _clip(self) -> None:
+        torch.nn.utils.clip_grad_norm_([p for p in self._weights if p.grad is not None], self.cfg.grad_clip)
 
     def _arch_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """One Adam step of the gates on a validation batch.
@@ -159,10 +194,20 @@ class DartsSearch(SearchAlgorithm):
         DARTS discards anyway) and runs outside the DDP wrapper, so they are neither computed nor
         all-reduced; the gate gradient is averaged over the ranks explicitly, as DDP would.
         """
-        arch_loss, _ = self.space.loss(images, labels)
+        with self.step_options.autocast(self.device):
+            arch_loss, _ = self.space.loss(images, labels)
         (grad,) = torch.autograd.grad(arch_loss, [self.alpha])
         self.alpha.grad = self.ctx.all_reduce_mean_(grad)
         self.alpha_opt.step()
+
+    def _set_capturable(self, capturable: bool) -> None:
+        """Makes the gates' Adam fit this run's steps after loading a checkpoint written with or without CUDA
+        graphs (the saved parameter group carries its own ``capturable`` flag and step-count device)."""
+        for group in self.alpha_opt.param_groups:
+            group["capturable"] = capturable
+        for st in self.alpha_opt.state.values():
+            if "step" in st:
+                st["step"] = st["step"].to(self.device if capturable else torch.device("cpu"), torch.float32)
 
     def state_dict(self) -> dict[str, Any]:
         return {"network": self.space.network.state_dict(), "weights_opt": self.weights_opt.state_dict(),
@@ -172,4 +217,5 @@ class DartsSearch(SearchAlgorithm):
         self.space.network.load_state_dict(state["network"])
         self.weights_opt.load_state_dict(state["weights_opt"])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self._set_capturable(self.step_options.capturable(self.device))
         self._last_arch = self.space.architecture()  # the gates give the last epoch's architecture back

@@ -5,9 +5,16 @@ clipped to norm 5, then an SGD step for the gates and one for the weights (``doc
 Per epoch, on the host and once: the gate logits are copied, the controller prunes, adapts lambda,
 records the architecture at the end of a stable plateau and decides whether to stop. Nothing in the
 per-step path reads a device value back, so a GPU runs without per-step synchronisation.
+
+The steps run through a step runner (:mod:`goldnas_fast.search.gpu`): eagerly, or, with CUDA graphs,
+replayed from one captured step that is re-captured after each pruning event (and after a change of
+either optimizer's learning rate, which GOLD-NAS keeps constant). lambda changes every epoch, so the
+captured step reads it from a device tensor updated in place, which computes the same float32 product
+as the eager step's Python number.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,10 +24,12 @@ import numpy as np
 import torch
 
 from goldnas_fast.errors import ConfigError
+from goldnas_fast.nn.cell import match_cell_weights_layout
 from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
 from goldnas_fast.search.config import SupernetConfig, option
 from goldnas_fast.search.controller import EpochDecision, GoldNasConfig, GoldNasController
 from goldnas_fast.search.distributed import Context
+from goldnas_fast.search.gpu import StepOptions
 from goldnas_fast.search.resource import KINDS as RESOURCE_KINDS
 from goldnas_fast.search.resource import ResourceTerm
 from goldnas_fast.spaces.adapter import SearchSpace
@@ -115,6 +124,7 @@ class GoldNasSearch(SearchAlgorithm):
         opt: the optimizer settings.
         device: where the supernet runs.
         ctx: the distributed context (a single process by default).
+        steps: precision and CUDA graphs (default: float32, eager).
 
     :meth:`build` makes one from a :class:`GoldNasSearchConfig` with its data loaders, for the search loop.
     """
@@ -122,13 +132,16 @@ class GoldNasSearch(SearchAlgorithm):
     config_type = GoldNasSearchConfig
 
     def __init__(self, space: SearchSpace, gold: GoldNasConfig, opt: OneLevelConfig, device: torch.device,
-                 ctx: Context | None = None) -> None:
+                 ctx: Context | None = None, steps: StepOptions | None = None) -> None:
         self.space, self.opt, self.device = space, opt, device
         self.ctx = ctx or Context(device=device)
+        self.step_options = steps or StepOptions()
+        self.step_options.check(device, self.ctx.world_size)
         if space.name == "nb201" and not gold.stop_one_op_per_edge:
             gold = GoldNasConfig(**{**gold.to_dict(), "stop_one_op_per_edge": True})
         self.gold = gold
         net = space.network.to(device)
+        match_cell_weights_layout(net, device.type)  # CUDA: the cells run channels_last, so do their weights
         self.alpha = space.alpha()
         self.layout = space.gate_layout()
         self.controller = GoldNasController(gold, self.layout)
@@ -138,6 +151,10 @@ class GoldNasSearch(SearchAlgorithm):
         self.alpha_opt = torch.optim.SGD([self.alpha], lr=opt.lr_alpha, momentum=opt.momentum,
                                          weight_decay=opt.weight_decay_alpha)
         self._module: torch.nn.Module | None = None
+        self._weights: list[torch.nn.Parameter] = []
+        # lambda as the step reads it: a Python number (eager) or a device tensor filled per epoch (graphed)
+        self._lam: float | torch.Tensor = torch.zeros((), device=device) if self.step_options.graphed else 0.0
+        self.steps = self.step_options.runner(self._step_fn, [self.alpha_opt, self.weights_opt], self._clip)
         self._sync_alive()
         self.loaders: list[Any] = []  # set by build(); run_epoch trains on loaders[0]
         self.epochs = 0
@@ -148,13 +165,16 @@ class GoldNasSearch(SearchAlgorithm):
         from goldnas_fast.search.supernet_setup import prepare_supernet
 
         setup = prepare_supernet(config, ctx, gate="sigmoid" if config.space == "nb201" else None)
-        algo = cls(setup.space, config.gold(), config.one_level(), ctx.device, ctx=ctx)
+        algo = cls(setup.space, config.gold(), config.one_level(), ctx.device, ctx=ctx, steps=config.steps())
         algo.loaders, algo.epochs = setup.loaders, config.epochs
         algo._images_per_epoch = len(setup.loaders[0]) * setup.batch * ctx.world_size
         return algo
 
     def progress_total(self) -> int | None:
         return self._images_per_epoch
+
+    def run_context(self) -> contextlib.AbstractContextManager[Any]:
+        return self.step_options.run_context(self.device)
 
     def progress_note(self) -> str | None:
         # host-side facts only: loss and accuracy would cost a device sync per step; the epoch line has them
@@ -209,35 +229,46 @@ class GoldNasSearch(SearchAlgorithm):
         self.space.set_alive(self.controller.alive.tolist())
         self._alive_t = self.controller.alive_tensor(self.device)
         self._module = None  # pruned parameters are frozen now: the next wrapper leaves them out
+        self._weights = [p for p in self.space.network.weight_parameters() if p.requires_grad]
+        self.steps.invalidate()  # other modules run now: a captured step is stale
 
     def train_epoch(self, batches: Iterable, lam: float,
                     progress: Callable[[dict[str, float]], None] | None = None) -> dict[str, float]:
         """One pass over ``batches``; returns mean loss, accuracy and regularizer (one host sync)."""
         self.space.network.train()
-        weights = [p for p in self.space.network.weight_parameters() if p.requires_grad]
-        module = self.module
+        self._weights = [p for p in self.space.network.weight_parameters() if p.requires_grad]
+        if isinstance(self._lam, torch.Tensor):
+            self._lam.fill_(lam)
+        else:
+            self._lam = lam
         totals = torch.zeros(3, device=self.device)  # loss, correct, regularizer (summed over images)
         seen = 0
         for images, labels in batches:
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-            ce, logits = self.space.loss(images, labels, module=module)
-            reg = self.resource(self.alpha, self._alive_t)
-            loss = ce + lam * reg
-            self.weights_opt.zero_grad(set_to_none=True)
-            self.alpha_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(weights, self.opt.grad_clip)
-            self.alpha_opt.step()
-            self.weights_opt.step()
+            _, stats = self.steps(images, labels)
+            totals += stats
             n = labels.numel()
             seen += n
-            totals += torch.stack([ce.detach() * n, (logits.detach().argmax(1) == labels).sum(), reg.detach() * n])
             if progress is not None:
                 progress({"n": n})
         totals = self.ctx.all_reduce_sum(totals)
         seen = self.ctx.all_reduce_sum(torch.tensor(float(seen), device=self.device))
         loss, correct, reg = (totals / seen.clamp_min(1)).cpu().tolist()
         return {"loss": loss, "accuracy": 100.0 * correct, "regularizer": reg}
+
+    def _step_fn(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward of one step: ``(loss, [ce * n, correct, regularizer * n])``, all on the device.
+
+        The regularizer reads the float32 gates outside autocast."""
+        with self.step_options.autocast(self.device):
+            ce, logits = self.space.loss(images, labels, module=self.module)
+        reg = self.resource(self.alpha, self._alive_t)
+        loss = ce + self._lam * reg
+        n = labels.numel()
+        return loss, torch.stack([ce.detach() * n, (logits.detach().argmax(1) == labels).sum(), reg.detach() * n])
+
+    def _clip(self) -> None:
+        torch.nn.utils.clip_grad_norm_(self._weights, self.opt.grad_clip)
 
     def end_epoch(self) -> EpochDecision:
         """Prunes on the host from rank 0's gates; returns the decision.

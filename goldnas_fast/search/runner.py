@@ -118,6 +118,18 @@ def _loop(algo: SearchAlgorithm, seed: int, run_dir: RunDir | None, ctx, out: Pa
     if resume and ctx.is_main:
         print(_resume_note(out, history, algo.epochs), file=sys.stderr)
 
+    with algo.run_context():
+        history, seconds = _epochs(algo, seed, run_dir, ctx, start_epoch, history, seconds, show)
+    if ctx.is_main:
+        algo.result(run_dir, history, seconds)
+    ctx.barrier()
+    ctx.close()
+    return 0
+
+
+def _epochs(algo: SearchAlgorithm, seed: int, run_dir: RunDir | None, ctx, start_epoch: int,
+            history: list[dict[str, Any]], seconds: float, show: bool) -> tuple[list[dict[str, Any]], float]:
+    """Runs the epochs after ``start_epoch``; returns the history and the seconds spent in all epochs."""
     stopped = bool(history and history[-1].get("stop"))
     epoch = start_epoch
     while epoch < algo.epochs and not stopped:
@@ -146,8 +158,4 @@ def _loop(algo: SearchAlgorithm, seed: int, run_dir: RunDir | None, ctx, out: Pa
             line = algo.epoch_line(record) if show else None
             if line:
                 tqdm.write(line)
-    if ctx.is_main:
-        algo.result(run_dir, history, seconds)
-    ctx.barrier()
-    ctx.close()
-    return 0
+    return history, seconds

@@ -8,7 +8,7 @@ and resumed therefore ends bit-identical, on CPU, to an uninterrupted run with t
 On a GPU the loop runs without a host synchronization per step: the data stay on the device
 (:class:`~goldnas_fast.data.DeviceLoader`), the loss and the correct count are summed on the device and
 read when the progress bar refreshes (every ``refresh_every`` steps) and once per epoch, and with
-``cuda_graphs`` each step replays one captured CUDA graph (:mod:`goldnas_fast.train.steps`, which says
+``cuda_graphs`` each step replays one captured CUDA graph (:mod:`goldnas_fast.nn.steps`, which says
 when it is re-captured). ``cudnn_benchmark`` autotunes convolutions for the few static shapes (the
 training batch, the last smaller batch, the evaluation batch); the algorithms it picks depend on timing,
 so two CUDA runs are then not guaranteed to be bit-identical.
@@ -31,45 +31,19 @@ from torch import nn
 from goldnas_fast.data.loader import epoch_seed
 from goldnas_fast.errors import UserError
 from goldnas_fast.nn.graphed import GraphBackend
+from goldnas_fast.precision import PRECISIONS, autocast, precision
 from goldnas_fast.runs import RunDir
 from goldnas_fast.train.protocols import Protocol
-from goldnas_fast.train.steps import EagerSteps, GraphedSteps
+from goldnas_fast.nn.steps import EagerSteps, GraphedSteps
 
 __all__ = ["AMP_MODES", "TrainOptions", "Trainer", "padded_avg_pool", "precision"]
 
-AMP_MODES = ("fp32", "tf32", "bf16")
+AMP_MODES = PRECISIONS  # the old name
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 # Streams of per-epoch randomness (epoch_seed(seed, epoch, stream)); fixed numbers so that adding a
 # stream never shifts another. Weight initialisation uses STREAM_INIT of epoch 0.
 STREAM_GLOBAL, STREAM_DATA, STREAM_INIT = 1, 2, 3
-
-
-@contextlib.contextmanager
-def precision(mode: str, device: torch.device, cudnn_benchmark: bool = False) -> Iterator[None]:
-    """Numeric mode of a run: ``fp32`` (TF32 off, also for cuDNN convolutions, which PyTorch
-    allows by default), ``tf32`` (TF32 matmuls and convolutions) or ``bf16`` (autocast to bfloat16
-    around forward passes, float32 master weights; see :meth:`Trainer.autocast`). On CUDA also sets
-    ``cudnn.benchmark``. Restores the global flags on exit.
-    """
-    if mode not in AMP_MODES:
-        raise UserError(f"--precision (--amp) must be one of {', '.join(AMP_MODES)}, got {mode!r}")
-    if device.type != "cuda":
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy TF32 flags warn on newer PyTorch but still work
-        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-                 torch.backends.cudnn.benchmark)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
-        torch.backends.cudnn.benchmark = cudnn_benchmark
-    try:
-        yield
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-             torch.backends.cudnn.benchmark) = saved
 
 
 @dataclasses.dataclass
@@ -190,11 +164,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- steps
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.options.amp == "bf16":
-            # a captured graph must not hold autocast's cache of cast weights (PyTorch CUDA graphs docs)
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                                  cache_enabled=not self.options.cuda_graphs)
-        return contextlib.nullcontext()
+        return autocast(self.options.amp, self.device, graphed=self.options.cuda_graphs)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
@@ -283,7 +253,7 @@ class Trainer:
 
     def fit(self) -> list[dict[str, Any]]:
         """Runs the remaining epochs (after :meth:`resume`, if called); returns the per-epoch history."""
-        with precision(self.options.amp, self.device, self.options.cudnn_benchmark):
+        with precision(self.options.amp, self.device, self.options.cudnn_benchmark, option="--precision (--amp)"):
             for epoch in range(self.epochs_done, self.protocol.epochs):
                 if self.options.stop_after is not None and self.epochs_done >= self.options.stop_after:
                     break
