@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -390,6 +391,8 @@ def _x(*shape, dtype=torch.float32):
         (lambda: ([_x(1, 1, 3, 3)], [0], [0, 0], torch.rand(1)), "gates has 2 entries"),
         (lambda: ([_x(1, 1, 3, 3)], [7], [0], torch.rand(1)), r"kinds\[0\] = 7 is not"),
         (lambda: ([_x(1, 1, 3, 3)], ["max"], [0], torch.rand(1)), r"kinds\[0\] = 'max' is not"),
+        (lambda: ([_x(1, 1, 3, 3)], [1.5], [0], torch.rand(1)), r"kinds\[0\] = 1.5 is not"),
+        (lambda: ([_x(3, 3)], [Kind.AVG_POOL_3X3], [np.int64(0)], torch.rand(1)), "pooling kinds need 4-D"),
         (lambda: ([_x(1, 1, 3, 3)], [0], [1], torch.rand(1)), r"gates\[0\] = 1 is out of range"),
         (lambda: ([_x(1, 1, 3, 3)], [0], [-1], torch.rand(1)), r"gates\[0\] = -1 is out of range"),
         (lambda: ([_x(1, 1, 3, 3)], [0], [0.0], torch.rand(1)), r"gates\[0\] = 0.0 is out of range"),
