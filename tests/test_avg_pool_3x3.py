@@ -46,6 +46,30 @@ def test_nchw_route_gives_pytorchs_values_and_keeps_the_layout(monkeypatch, stri
     assert out.stride() == plain.stride()  # the layout F.avg_pool2d itself gives
 
 
+@pytest.mark.parametrize("shape", [(2, 1, 5, 4), (3, 4, 1, 1)])
+def test_nchw_route_for_ambiguous_channels_last_strides(monkeypatch, shape):
+    # With one channel (or a 1x1 plane) a channels_last tensor, e.g. a conv output of a channels_last model,
+    # is also NCHW-contiguous, yet torch's strides rule sends it to the NHWC kernel: it must take the NCHW
+    # route too, and pool a copy with NCHW strides (x.contiguous() would return x itself).
+    from torch._prims_common import suggest_memory_format
+
+    monkeypatch.setattr(pooling, "nhwc_avg_pool_backward_is_wrong", lambda device: True)
+    x = torch.empty(shape, dtype=torch.float64, memory_format=torch.channels_last).copy_(torch.randn(shape))
+    assert x.is_contiguous() and suggest_memory_format(x) == torch.channels_last
+    formats = []
+    real_pool = F.avg_pool2d
+    monkeypatch.setattr(F, "avg_pool2d", lambda t, *a, **k: formats.append(suggest_memory_format(t)) or
+                        real_pool(t, *a, **k))
+    g = torch.randn(shape, dtype=torch.float64)
+    out, grad = _pool_and_grad(avg_pool_3x3, x, g)
+    assert formats == [torch.contiguous_format]
+    monkeypatch.setattr(F, "avg_pool2d", real_pool)
+    ref_out, ref_grad = _pool_and_grad(avg_pool_3x3, x.clone(memory_format=torch.contiguous_format), g)
+    torch.testing.assert_close(out, ref_out, rtol=0, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=0)
+    assert out.stride() == real_pool(x, 3, 1, 1, count_include_pad=False).stride()
+
+
 def test_direct_call_where_torch_is_right(monkeypatch):
     calls = []
     real_pool = F.avg_pool2d
@@ -87,14 +111,17 @@ def test_probe_detects_a_wrong_nhwc_backward(monkeypatch):
     assert pooling._probe(torch.device("cpu")) is True
 
 
+@pytest.mark.parametrize("channels", [6, 1])
 @pytest.mark.parametrize("device", DEVICES)
-def test_gradients_match_nchw_on_every_device(device):
-    # On CUDA this holds whether or not the installed torch has the bug: avg_pool_3x3 routes around it.
+def test_gradients_match_nchw_on_every_device(device, channels):
+    # On CUDA this holds whether or not the installed torch has the bug: avg_pool_3x3 routes around it. One
+    # channel: channels_last strides that are also NCHW-contiguous (torch still picks its NHWC kernel).
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 6, 7, 5, generator=gen, dtype=torch.float64).to(device)
-    g = torch.randn(2, 6, 7, 5, generator=gen, dtype=torch.float64).to(device)
+    x = torch.randn(2, channels, 7, 5, generator=gen, dtype=torch.float64).to(device)
+    g = torch.randn(2, channels, 7, 5, generator=gen, dtype=torch.float64).to(device)
     _, want = _pool_and_grad(avg_pool_3x3, x, g)
-    out, got = _pool_and_grad(avg_pool_3x3, x.contiguous(memory_format=torch.channels_last), g)
+    nhwc = torch.empty(x.shape, dtype=x.dtype, device=device, memory_format=torch.channels_last).copy_(x)
+    out, got = _pool_and_grad(avg_pool_3x3, nhwc, g)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert nhwc_avg_pool_backward_is_wrong(x.device) in (True, False)

@@ -255,3 +255,23 @@ def test_cuda_every_layout_and_dtype(device, layout, k, dtype, grad_layout):
         err_fused = (f.cpu().double() - e).abs().max().item()
         err_torch = (s.cpu().double() - e).abs().max().item()
         assert err_fused <= 2 * err_torch + 1e-6 * e.abs().max().item(), (i, err_fused, err_torch)
+
+
+# Gate gradient paths of the CUDA backward: summed straight into grad_w where weights have the accumulation
+# type, through a scratch copy otherwise; K = 17: three backward launches.
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype, w_dtype", [(torch.float32, torch.float32), (torch.float32, torch.float64),
+                                            (torch.float64, torch.float32), (torch.bfloat16, torch.float32),
+                                            (torch.float16, torch.bfloat16)], ids=str)
+def test_gate_gradient_dtype(device, dtype, w_dtype):
+    gen = torch.Generator().manual_seed(5)
+    xs, w = _make((3, 8, 5, 7), 17, dtype, device, "channels_last", gen)
+    w = w.detach().to(w_dtype).requires_grad_()
+    g = torch.randn(3, 8, 5, 7, generator=gen, dtype=torch.float64).to(device, dtype)
+    fused = _grads(mixed_sum, xs, w, g.contiguous(memory_format=torch.channels_last))
+    assert fused[-1].dtype == w_dtype
+    exact_xs = [x.detach().to("cpu", torch.float64).requires_grad_() for x in xs]
+    exact = _grads(mixed_sum_ref, exact_xs, w.detach().to("cpu", torch.float64).requires_grad_(), g.cpu().double())
+    rtol = 1e-5 if dtype in (torch.float32, torch.float64) else 2e-2
+    for f, e in zip(fused, exact):
+        torch.testing.assert_close(f.cpu().double(), e, rtol=rtol, atol=rtol * max(1.0, e.abs().max().item()))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -390,6 +391,8 @@ def _x(*shape, dtype=torch.float32):
         (lambda: ([_x(1, 1, 3, 3)], [0], [0, 0], torch.rand(1)), "gates has 2 entries"),
         (lambda: ([_x(1, 1, 3, 3)], [7], [0], torch.rand(1)), r"kinds\[0\] = 7 is not"),
         (lambda: ([_x(1, 1, 3, 3)], ["max"], [0], torch.rand(1)), r"kinds\[0\] = 'max' is not"),
+        (lambda: ([_x(1, 1, 3, 3)], [1.5], [0], torch.rand(1)), r"kinds\[0\] = 1.5 is not"),
+        (lambda: ([_x(3, 3)], [Kind.AVG_POOL_3X3], [np.int64(0)], torch.rand(1)), "pooling kinds need 4-D"),
         (lambda: ([_x(1, 1, 3, 3)], [0], [1], torch.rand(1)), r"gates\[0\] = 1 is out of range"),
         (lambda: ([_x(1, 1, 3, 3)], [0], [-1], torch.rand(1)), r"gates\[0\] = -1 is out of range"),
         (lambda: ([_x(1, 1, 3, 3)], [0], [0.0], torch.rand(1)), r"gates\[0\] = 0.0 is out of range"),
@@ -517,3 +520,39 @@ def test_cuda_every_layout_kind_and_dtype(device, layout, entries, dtype, grad_l
         err_fused = (f.cpu().double() - e).abs().max().item()
         err_torch = (s.cpu().double() - e).abs().max().item()
         assert err_fused <= 2 * err_torch + 1e-6 * e.abs().max().item(), (i, err_fused, err_torch)
+
+
+# Gate gradient paths of the CUDA backward: summed straight into grad_w where weights have the accumulation
+# type (float32 for 16-bit and float32 inputs, float64 for float64), through a scratch copy otherwise; zeroed by
+# the first launch's scatter (120 gates, most unused), then completed by later launches (12 inputs, > 64 refs).
+GATE_PATHS = [(torch.float32, torch.float32), (torch.float32, torch.float64), (torch.float64, torch.float32),
+              (torch.float64, torch.float64), (torch.bfloat16, torch.float32), (torch.float16, torch.bfloat16)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype, w_dtype", GATE_PATHS, ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_gate_gradient_dtype_over_several_launches(device, dtype, w_dtype, layout):
+    gen = torch.Generator().manual_seed(3)
+    xs = [_tensor((2, 3, 5, 4), dtype, device, layout, gen).requires_grad_() for _ in range(12)]
+    rng = random.Random(3)
+    entries = [(s, k, rng.randrange(40)) for s in range(12) for k in KINDS for _ in range(rng.randint(0, 2))]
+    entries += [(5, Kind.MAX_POOL_3X3, 40 + j % 7) for j in range(70)]
+    rng.shuffle(entries)
+    tensors = [xs[s] for s, _, _ in entries]
+    kinds, gates = [k for _, k, _ in entries], [gt for _, _, gt in entries]
+    w = torch.rand(120, generator=gen, dtype=torch.float64).to(device, w_dtype).requires_grad_()
+    g = _tensor((2, 3, 5, 4), dtype, device, layout, gen)
+    out = node_sum(tensors, kinds, gates, w)
+    grads = torch.autograd.grad(out, [*xs, w], g)
+    assert grads[-1].dtype == w_dtype and grads[-1].device == w.device
+    assert torch.equal(grads[-1][47:].cpu(), torch.zeros(73, dtype=w_dtype))  # unused gates
+    # Exact (float64) gradients of the same rounded values.
+    xs64 = [x.detach().to("cpu", torch.float64).requires_grad_() for x in xs]
+    w64 = w.detach().to("cpu", torch.float64).requires_grad_()
+    exact = _grads(node_sum_ref, xs64, [xs64[s] for s, _, _ in entries], kinds, gates, w64, g.to("cpu", torch.float64))
+    rtol = {torch.float64: 1e-11, torch.float32: 1e-5}.get(dtype, 2e-2)
+    w_rtol = 1e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-11 if w_dtype == dtype == torch.float64 else 1e-5
+    _assert_close([out.cpu().double()], [exact[0]], rtol)
+    _assert_close([t.cpu().double() for t in grads[:-1]], exact[1:-1], rtol)
+    _assert_close([grads[-1].cpu().double()], [exact[-1]], w_rtol)

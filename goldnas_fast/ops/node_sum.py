@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -33,14 +34,19 @@ def _check_entries(op: str, tensors: Sequence[torch.Tensor], kinds: Sequence[int
         raise ValueError(f"{op}: gates has {len(gates)} entries but tensors has {len(tensors)}")
     check_weights(op, weights, None, tensors[0].device)
     parsed = []
+    # operator.index: the integers that the op's int[] arguments take (numpy integers too), never floats.
     for e, k in enumerate(kinds):
         try:
-            parsed.append(Kind(int(k)))
+            parsed.append(Kind(operator.index(k)))
         except (ValueError, TypeError):
             raise ValueError(f"{op}: kinds[{e}] = {k!r} is not a goldnas_fast.ops.Kind "
                              f"(expected one of {[int(x) for x in Kind]})") from None
     for e, g in enumerate(gates):
-        if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < weights.numel():
+        try:
+            index = operator.index(g)
+        except TypeError:
+            index = None
+        if index is None or isinstance(g, bool) or not 0 <= index < weights.numel():
             raise ValueError(f"{op}: gates[{e}] = {g!r} is out of range for weights with {weights.numel()} entries")
     if any(k != Kind.IDENTITY for k in parsed) and tensors[0].dim() != 4:
         raise ValueError(f"{op}: pooling kinds need 4-D (N, C, H, W) tensors, got shape {tuple(tensors[0].shape)}")

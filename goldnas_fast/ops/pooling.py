@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._prims_common import suggest_memory_format
 
 __all__ = ["PaddedAvgPool3x3", "avg_pool_3x3", "nhwc_avg_pool_backward_is_wrong"]
 
@@ -50,20 +51,22 @@ def nhwc_avg_pool_backward_is_wrong(device: torch.device) -> bool | None:
 def avg_pool_3x3(x: torch.Tensor, stride: int = 1) -> torch.Tensor:
     """``F.avg_pool2d(x, 3, stride, padding=1, count_include_pad=False)`` with correct gradients.
 
-    Where torch's channels_last backward is wrong (or not known to be right) and ``x`` is not
-    NCHW-contiguous and will need a gradient, the pool runs on an NCHW copy of ``x`` and a channels_last
-    ``x`` gets a channels_last result, as ``F.avg_pool2d`` gives. Otherwise it is ``F.avg_pool2d`` itself.
+    Where torch's channels_last backward is wrong (or not known to be right) and torch would run it on ``x``
+    (strides like channels_last, by torch's rule, which includes one-channel and 1x1-plane tensors that are
+    NCHW-contiguous as well) and ``x`` will need a gradient, the pool runs on an NCHW copy of ``x`` and the
+    result gets the channels_last layout that ``F.avg_pool2d`` gives. Otherwise it is ``F.avg_pool2d`` itself.
 
     Args:
         x: (N, C, H, W) or (C, H, W) tensor.
         stride: 1 (same size) or more (subsampling).
     """
-    if x.dim() == 4 and not x.is_contiguous() and x.requires_grad and torch.is_grad_enabled():
+    if (x.dim() == 4 and x.requires_grad and torch.is_grad_enabled()
+            and suggest_memory_format(x) == torch.channels_last):
         if nhwc_avg_pool_backward_is_wrong(x.device) is not False:
-            out = F.avg_pool2d(x.contiguous(), 3, stride=stride, padding=1, count_include_pad=False)
-            if x.is_contiguous(memory_format=torch.channels_last):
-                out = out.contiguous(memory_format=torch.channels_last)
-            return out
+            # clone, not contiguous(): a tensor that is NCHW-contiguous too would come back unchanged.
+            nchw = x.clone(memory_format=torch.contiguous_format)
+            out = F.avg_pool2d(nchw, 3, stride=stride, padding=1, count_include_pad=False)
+            return out.clone(memory_format=torch.channels_last)
     return F.avg_pool2d(x, 3, stride=stride, padding=1, count_include_pad=False)
 
 
