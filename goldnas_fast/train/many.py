@@ -41,9 +41,14 @@ import torch
 from goldnas_fast.errors import UserError
 from goldnas_fast.runs import atomic_write_json
 
-__all__ = ["run_many", "spearman", "summarize"]
+__all__ = ["arch_dir", "run_many", "spearman", "summarize"]
 
 CUDA_MAX_WORKERS = 8
+
+
+def arch_dir(out: str | Path, index: int) -> Path:
+    """The run directory of NB201 architecture ``index`` in the list run ``out``."""
+    return Path(out) / f"arch-{index}"
 
 
 def _workers(requested: int | None, n: int, device: str) -> int:
@@ -90,7 +95,7 @@ def run_many(args: argparse.Namespace, targets: Sequence[Any]) -> int:
     jobs = {}
     for t in targets:
         ns = copy.copy(vars(args))
-        ns.update(arch=str(t.arch_index), out=str(out / f"arch-{t.arch_index}"), no_progress=True, workers=None)
+        ns.update(arch=str(t.arch_index), out=str(arch_dir(out, t.arch_index)), no_progress=True, workers=None)
         ns.pop("_module", None)
         jobs[t.arch_index] = (ns, str(out / "logs" / f"arch-{t.arch_index}.txt"))
     print(f"training {len(targets)} architectures, {workers} at a time ({threads} CPU thread(s) each); "
@@ -115,7 +120,7 @@ def run_many(args: argparse.Namespace, targets: Sequence[Any]) -> int:
                     status[index] = (1, f"{type(exc).__name__}: {exc}")
                 _report_one(out, index, status[index])
     wall = time.perf_counter() - t0
-    results = {i: _read_result(out / f"arch-{i}") for i in jobs}
+    results = {i: _read_result(arch_dir(out, i)) for i in jobs}
     summary = summarize(results, wall_seconds=wall, workers=workers)
     summary["failed"] = {str(i): msg or f"exit status {code}" for i, (code, msg) in status.items() if code != 0}
     atomic_write_json(out / "summary.json", summary)
@@ -125,7 +130,7 @@ def run_many(args: argparse.Namespace, targets: Sequence[Any]) -> int:
 
 def _report_one(out: Path, index: int, status: tuple[int, str]) -> None:
     code, msg = status
-    result = _read_result(out / f"arch-{index}")
+    result = _read_result(arch_dir(out, index))
     if code != 0:
         print(f"arch {index}: failed ({msg or f'exit status {code}'}; see {out}/logs/arch-{index}.txt)",
               file=sys.stderr)
