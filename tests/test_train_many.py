@@ -87,6 +87,8 @@ def test_resume_of_a_list_continues_every_run(tmp_path: Path, tiny_data: str, al
     assert main([*argv, "--out", str(out), "--resume"]) == 0
     for a in (ARCHS[0], ARCHS[2]):
         _assert_same_run(alone / str(a), out / f"arch-{a}")
+        log = (out / "logs" / f"arch-{a}.txt").read_text()  # a resumed run appends to its console log
+        assert "stopped after epoch 1/2" in log and "result: " in log, log
 
 
 def test_resume_of_a_list_with_other_options_writes_nothing(tmp_path: Path, tiny_data: str,

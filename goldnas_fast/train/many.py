@@ -67,7 +67,8 @@ def _one(namespace: dict[str, Any], log: str, threads: int) -> tuple[int, str]:
 
     torch.set_num_threads(threads)
     args = argparse.Namespace(**namespace)
-    with open(log, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    # appended: a resumed list keeps the console output of the part before the interruption
+    with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
             return int(run(args) or 0), ""
         except UserError as exc:
