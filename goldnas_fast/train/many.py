@@ -6,9 +6,10 @@ OUT/arch-INDEX`` with the same seed and options would make it, in its own worker
 ``OUT/logs/arch-INDEX.txt``. When all have finished, ``OUT/summary.json`` and a printed table compare
 them with the NAS-Bench-201 table (:func:`summarize`).
 
-Why processes: a run that is alone in its process is bit for bit the run made alone, by
-construction (own global RNG, own cuDNN/TF32 flags, own CUDA graphs, own stdout), with no code of
-its own beyond starting the runs. Threads in one process would share all of these. On the CPU a
+Why processes: a run that is alone in its process is the run made alone, by construction (own
+global RNG, own cuDNN/TF32 flags, own CUDA graphs, own stdout), with no code of its own beyond
+starting the runs: bit for bit on the CPU; on CUDA up to the convolution algorithms that
+``cudnn.benchmark`` picks by timing (:mod:`goldnas_fast.train.trainer`), which busy neighbours change. Threads in one process would share all of these. On the CPU a
 worker runs ``threads / workers`` intra-op threads, which avoids the spinning of several OpenMP
 threads on a busy machine; whether processes beat one-after-another runs there depends on idle
 cores (BENCHMARKS.md). On a GPU, separate processes overlap one run's host work (Python, launches)
