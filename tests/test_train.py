@@ -17,7 +17,7 @@ from goldnas_fast.runs import RunDir
 from goldnas_fast.train import PROTOCOLS, get_protocol
 from goldnas_fast.train.trainer import TrainOptions, Trainer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs; see tests/conftest.py
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny runs; see tests/conftest.py
 
 ALL_SKIP = 1835  # |skip_connect~0|+...: no conv in any cell, the cheapest trainable NB201 network to run
 SMOKE = ["--space", "nb201", "--arch", str(ALL_SKIP), "--protocol", "nb201-12", "--batch-size", "32",

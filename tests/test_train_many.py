@@ -16,7 +16,7 @@ from goldnas_fast.nb201 import arch_to_index
 from goldnas_fast.train.many import format_summary, spearman, summarize
 from goldnas_fast.train.targets import parse_arch_list, resolve_targets
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs; see tests/conftest.py
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny runs; see tests/conftest.py
 
 CONV_POOL = "|nor_conv_1x1~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|"
 ARCHS = [1835, arch_to_index(CONV_POOL), 3]
