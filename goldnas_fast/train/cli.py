@@ -187,7 +187,7 @@ def _run_config(args: argparse.Namespace, protocol: Any, target: Any, split: str
 def _train(args: argparse.Namespace, protocol: Any, target: Any, inputs: Any, source: str, split: str,
            device: torch.device) -> int:
     from goldnas_fast.data.loader import epoch_seed
-    from goldnas_fast.runs import RunDir
+    from goldnas_fast.runs import RunDir, resume_note
     from goldnas_fast.train.report import finish
     from goldnas_fast.train.trainer import STREAM_INIT, TrainOptions, Trainer
 
@@ -200,8 +200,10 @@ def _train(args: argparse.Namespace, protocol: Any, target: Any, inputs: Any, so
                            cuda_graphs=args.cuda_graphs, cudnn_benchmark=device.type == "cuda")
     trainer = Trainer(model, protocol, run, inputs.train.epoch_batches, inputs.train.num_samples,
                       {name: (lambda ld=ld: iter(ld)) for name, ld in inputs.eval_sets.items()}, options)
-    if args.resume and trainer.resume() and not args.no_progress:
-        print(f"resuming {run.path} after epoch {trainer.epochs_done}/{protocol.epochs}", file=sys.stderr)
+    if args.resume:
+        trainer.resume()
+        done = trainer.epochs_done
+        print(resume_note(run.path, done, protocol.epochs, finished=done >= protocol.epochs), file=sys.stderr)
     t0 = time.perf_counter()
     trainer.fit()
     return finish(trainer, target, inputs.info, config, wall_seconds=time.perf_counter() - t0)
