@@ -81,6 +81,8 @@ def _kept(opened_before: int) -> str:
 
 def _end_progress_line() -> None:
     """Ends the line a progress bar was drawing on stderr, so the message that follows gets its own line."""
+    from goldnas_fast.progress import interactive
+
     bars = []
     if "tqdm" in sys.modules:
         from tqdm import tqdm
@@ -88,7 +90,7 @@ def _end_progress_line() -> None:
         bars = list(getattr(tqdm, "_instances", ()))
     for bar in bars:
         bar.close()  # draws its last state and ends its line
-    if not bars and sys.stderr.isatty():
+    if not bars and interactive():
         print(file=sys.stderr)  # the terminal echoed ^C where the cursor was
 
 

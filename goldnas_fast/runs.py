@@ -17,7 +17,7 @@ import torch
 
 from goldnas_fast.errors import UserError
 
-__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_json", "opened_run_dirs", "describe_kept"]
+__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_json", "opened_run_dirs", "describe_kept", "resume_note"]
 
 _OPENED: list[Path] = []  # run directories opened by this process, oldest first
 
@@ -46,6 +46,18 @@ def describe_kept(path: Path) -> str:
     held = ", ".join(files) if files else "nothing"
     return (f"no epoch was completed, so no checkpoint was written; {path} holds {held} "
             "(--resume starts it from epoch 1)")
+
+
+def resume_note(path: Path, done: int, total: int, *, finished: bool, what: str = "run",
+                reason: str | None = None) -> str:
+    """What ``--resume`` found in ``path``: a finished run (``done`` of ``total`` epochs; ``reason``, why it
+    stopped), the epoch an unfinished one continues after, or no checkpoint yet."""
+    if done and finished:
+        why = f" (stop: {reason})" if reason else ""
+        return f"{path}: the {what} had already finished after epoch {done}/{total}{why}; writing its result again"
+    if done:
+        return f"resuming {path} after epoch {done}/{total}"
+    return f"resuming {path} from the start (it holds no checkpoint yet)"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

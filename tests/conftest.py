@@ -31,20 +31,11 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def single_thread():
-    """Tiny tensors: intra-op threads only add OpenMP spin-waiting on a shared 2-core machine.
+    """Tiny tensors: intra-op threads only add OpenMP spin-waiting on a shared 2-core machine (training steps
+    observed 10-20x slower with two). Training runs compare exactly only at one thread too: worker processes
+    of ``train --arch A,B`` get ``threads // workers`` threads.
 
     Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def one_thread():
-    """One intra-op thread for tiny training runs: two OpenMP threads on a 2-core machine shared with other jobs
-    spin at every barrier (observed: steps 10-20x slower), and worker processes of ``train --arch A,B`` get
-    ``threads // workers`` threads, so runs compare exactly only at one thread."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

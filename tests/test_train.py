@@ -17,7 +17,7 @@ from goldnas_fast.runs import RunDir
 from goldnas_fast.train import PROTOCOLS, get_protocol
 from goldnas_fast.train.trainer import TrainOptions, Trainer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs; see tests/conftest.py
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny runs; see tests/conftest.py
 
 ALL_SKIP = 1835  # |skip_connect~0|+...: no conv in any cell, the cheapest trainable NB201 network to run
 SMOKE = ["--space", "nb201", "--arch", str(ALL_SKIP), "--protocol", "nb201-12", "--batch-size", "32",
@@ -163,13 +163,19 @@ def test_tiny_cpu_run_lowers_loss_and_writes_every_output(tmp_path: Path, capsys
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_resume_after_interruption_is_bit_exact(tmp_path: Path, tiny_data: str) -> None:
+def test_resume_after_interruption_is_bit_exact(tmp_path: Path, tiny_data: str, capsys: pytest.CaptureFixture) -> None:
     args = [*TINY, "--data", tiny_data, "--epochs", "3", "--seed", "5"]
     assert main(["train", *args, "--out", str(tmp_path / "a")]) == 0
     assert main(["train", *args, "--out", str(tmp_path / "b"), "--stop-after", "1"]) == 0
     assert not (tmp_path / "b" / "result.json").exists()
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["epochs_done"] == 1
+    capsys.readouterr()
     assert main(["train", *args, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    assert f"resuming {tmp_path / 'b'} after epoch 1/3" in capsys.readouterr().err  # said under --no-progress too
+    assert main(["train", *args, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    assert f"{tmp_path / 'b'}: the run had already finished after epoch 3/3" in capsys.readouterr().err
+    assert main(["train", *args, "--out", str(tmp_path / "c"), "--resume"]) == 0
+    assert "from the start (it holds no checkpoint yet)" in capsys.readouterr().err
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert a["model"].keys() == b["model"].keys()

@@ -16,7 +16,7 @@ from goldnas_fast.nb201 import arch_to_index
 from goldnas_fast.train.many import format_summary, spearman, summarize
 from goldnas_fast.train.targets import parse_arch_list, resolve_targets
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs; see tests/conftest.py
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny runs; see tests/conftest.py
 
 CONV_POOL = "|nor_conv_1x1~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|nor_conv_3x3~1|avg_pool_3x3~2|"
 ARCHS = [1835, arch_to_index(CONV_POOL), 3]
@@ -87,6 +87,22 @@ def test_resume_of_a_list_continues_every_run(tmp_path: Path, tiny_data: str, al
     assert main([*argv, "--out", str(out), "--resume"]) == 0
     for a in (ARCHS[0], ARCHS[2]):
         _assert_same_run(alone / str(a), out / f"arch-{a}")
+        log = (out / "logs" / f"arch-{a}.txt").read_text()  # a resumed run appends to its console log
+        assert "stopped after epoch 1/2" in log and "result: " in log, log
+
+
+def test_resume_of_a_list_with_other_options_writes_nothing(tmp_path: Path, tiny_data: str,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "many"
+    argv = ["train", "--arch", f"{ARCHS[0]},{ARCHS[2]}", *COMMON, "--data", tiny_data, "--workers", "1",
+            "--out", str(out)]
+    assert main([*argv, "--stop-after", "1"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--lr", "0.5"]) == 2  # refused in this process, before any worker starts
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds another train run" in err[0] and "protocol" in err[0], err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_arch_lists_and_ranges() -> None:
@@ -107,6 +123,10 @@ def test_arch_lists_and_ranges() -> None:
     (["--arch", "1", "--workers", "-1"], "--workers must be a positive integer"),
     (["--arch", "1,2-1"], "backwards"),
     (["--arch", "1,2", "--protocol", "darts"], "trains goldnas"),
+    # the data and the split are checked once, before any worker starts or OUT is made
+    (["--arch", "1,2", "--split", "garbage"], "--split must be one of"),
+    (["--arch", "1,2", "--data", __file__], "--data"),
+    (["--arch", "1,2", "--max-train", "1"], "too few to split"),
 ])
 def test_bad_list_input_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str],
                                             message: str) -> None:

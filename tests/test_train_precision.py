@@ -15,7 +15,7 @@ from goldnas_fast.runs import RunDir
 from goldnas_fast.train import get_protocol
 from goldnas_fast.train.trainer import TrainOptions, Trainer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs; see tests/conftest.py
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny runs; see tests/conftest.py
 
 ALL_SKIP = 1835
 TINY = ["--space", "nb201", "--arch", str(ALL_SKIP), "--protocol", "nb201-12", "--batch-size", "16", "--no-progress",
@@ -109,13 +109,24 @@ def test_cuda_fast_path_records_its_switches_and_matches_the_eager_loop(tmp_path
         assert on["eval"]["x-valid"]["acc"] == pytest.approx(off["eval"]["x-valid"]["acc"], abs=1.0)
 
 
-def test_channels_last_auto_keeps_nchw_for_padded_avg_pool_on_cuda() -> None:
+def test_channels_last_auto_keeps_nchw_for_padded_avg_pool_on_cuda(capsys: pytest.CaptureFixture) -> None:
     """pytorch/pytorch#188344: auto must not pick channels_last on CUDA for a network with a raw nn.AvgPool2d(padding=1);
     decided from a meta-device build, which draws nothing from the RNG. (No CUDA needed: only the decision runs.)"""
     from goldnas_fast.train.cli import _channels_last
     from goldnas_fast.train.targets import resolve_target
 
     cuda, p = torch.device("cuda"), get_protocol("nb201-12")
+
+    class RawPoolTarget:  # a network the torch bug hits
+        @staticmethod
+        def build(init_channels: int, auxiliary: bool = False) -> nn.Module:
+            return nn.Sequential(nn.Conv2d(3, init_channels, 3), nn.AvgPool2d(3, 1, padding=1))
+
+    rng = torch.get_rng_state()
+    assert _channels_last("auto", cuda, RawPoolTarget(), p) is False
+    assert "pytorch/pytorch#188344" in capsys.readouterr().err
+    assert _channels_last("on", cuda, RawPoolTarget(), p) is True  # asked for explicitly (the trainer warns)
+    assert torch.equal(rng, torch.get_rng_state())
     pool = resolve_target("nb201", "|avg_pool_3x3~0|+|skip_connect~0|skip_connect~1|+|none~0|none~1|none~2|",
                           None, None)
     skip = resolve_target("nb201", str(ALL_SKIP), None, None)

@@ -6,7 +6,8 @@
 * :mod:`goldnas_fast.spaces.goldnas`: the enlarged GOLD-NAS space (DARTS skeleton, independent cells,
   any number of inputs per node and of operators per edge).
 
-A new space is a new folder plus one line in :data:`SPACES`.
+A new space is a new folder plus one line in :data:`SPACES`; ``goldnas-fast search`` also needs its defaults
+in :mod:`goldnas_fast.search.config` (``docs/architecture.md``, "Where to add").
 """
 from __future__ import annotations
 

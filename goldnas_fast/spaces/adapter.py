@@ -4,7 +4,8 @@ A :class:`SearchSpace` wraps a :class:`~goldnas_fast.nn.supernet.Supernet` and a
 cannot know: the training loss (with an auxiliary head where there is one), the current discrete
 architecture in the space's own JSON form, and the facts reported about it (its FLOPs and, where a
 table exists, its accuracies). A new space subclasses it in ``spaces/<name>/adapter.py`` and adds one
-line to :data:`goldnas_fast.spaces.SPACES`.
+line to :data:`goldnas_fast.spaces.SPACES` (and, for ``goldnas-fast search``, its defaults in
+:mod:`goldnas_fast.search.config`: ``docs/architecture.md``, "Where to add").
 """
 from __future__ import annotations
 

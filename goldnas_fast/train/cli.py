@@ -141,13 +141,30 @@ def run(args: argparse.Namespace) -> int:
     if len(targets) > 1:
         from goldnas_fast.train.many import run_many
 
+        _check_list(args, protocol, targets, split, device)
         return run_many(args, targets)
     args.channels_last = _channels_last(args.channels_last, device, target, protocol)
-    inputs, source = _load_inputs(args, split, protocol, device)
+    inputs, source = _load_inputs(args, split, protocol, device, channels_last=args.channels_last)
     return _train(args, protocol, target, inputs, source, split, device)
 
 
-def _load_inputs(args: argparse.Namespace, split: str, protocol: Any, device: torch.device) -> tuple[Any, str]:
+def _check_list(args: argparse.Namespace, protocol: Any, targets: list[Any], split: str,
+                device: torch.device) -> None:
+    """What each worker of an --arch list would refuse only after OUT exists: bad --data/--split/--max-train,
+    and, with --resume, a run directory that holds the architecture under other options."""
+    from goldnas_fast.runs import RunDir
+    from goldnas_fast.train.many import arch_dir
+
+    _, source = _load_inputs(args, split, protocol, torch.device("cpu"), channels_last=False)
+    if args.resume:
+        for t in targets:
+            channels_last = _channels_last(args.channels_last, device, t, protocol)
+            config = _run_config(args, protocol, t, split, source, device, channels_last)
+            RunDir.check(arch_dir(args.out, t.arch_index), "train", config, resume=True)
+
+
+def _load_inputs(args: argparse.Namespace, split: str, protocol: Any, device: torch.device,
+                 channels_last: bool) -> tuple[Any, str]:
     from goldnas_fast.data.open import open_cifar10
     from goldnas_fast.train.inputs import SPLITS, make_inputs
 
@@ -155,20 +172,26 @@ def _load_inputs(args: argparse.Namespace, split: str, protocol: Any, device: to
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     arrays = open_cifar10(args.data, max_train=args.max_train)
     inputs = make_inputs(arrays, split, protocol, device, seed=args.seed, embedded_sample=args.data is None,
-                         channels_last=args.channels_last)
+                         channels_last=channels_last)
     return inputs, arrays.source
+
+
+def _run_config(args: argparse.Namespace, protocol: Any, target: Any, split: str, source: str,
+                device: torch.device, channels_last: bool) -> dict[str, Any]:
+    """What ``config.json`` records: a resumed run must match it."""
+    return {**target.record, "space": target.space, "protocol": protocol.to_dict(), "split": split,
+            "data": source, "max_train": args.max_train, "seed": args.seed, "device": device.type,
+            "amp": args.amp, "channels_last": bool(channels_last), "eval_every": args.eval_every}
 
 
 def _train(args: argparse.Namespace, protocol: Any, target: Any, inputs: Any, source: str, split: str,
            device: torch.device) -> int:
     from goldnas_fast.data.loader import epoch_seed
-    from goldnas_fast.runs import RunDir
+    from goldnas_fast.runs import RunDir, resume_note
     from goldnas_fast.train.report import finish
     from goldnas_fast.train.trainer import STREAM_INIT, TrainOptions, Trainer
 
-    config = {**target.record, "space": target.space, "protocol": protocol.to_dict(), "split": split,
-              "data": source, "max_train": args.max_train, "seed": args.seed, "device": device.type,
-              "amp": args.amp, "channels_last": bool(args.channels_last), "eval_every": args.eval_every}
+    config = _run_config(args, protocol, target, split, source, device, args.channels_last)
     torch.manual_seed(epoch_seed(args.seed, 0, STREAM_INIT))
     model = target.build(protocol.init_channels, auxiliary=protocol.aux_weight > 0).to(device)
     run = RunDir(args.out, "train", config, resume=args.resume)  # refuses a directory holding another run
@@ -177,8 +200,10 @@ def _train(args: argparse.Namespace, protocol: Any, target: Any, inputs: Any, so
                            cuda_graphs=args.cuda_graphs, cudnn_benchmark=device.type == "cuda")
     trainer = Trainer(model, protocol, run, inputs.train.epoch_batches, inputs.train.num_samples,
                       {name: (lambda ld=ld: iter(ld)) for name, ld in inputs.eval_sets.items()}, options)
-    if args.resume and trainer.resume() and not args.no_progress:
-        print(f"resuming {run.path} after epoch {trainer.epochs_done}/{protocol.epochs}", file=sys.stderr)
+    if args.resume:
+        trainer.resume()
+        done = trainer.epochs_done
+        print(resume_note(run.path, done, protocol.epochs, finished=done >= protocol.epochs), file=sys.stderr)
     t0 = time.perf_counter()
     trainer.fit()
     return finish(trainer, target, inputs.info, config, wall_seconds=time.perf_counter() - t0)

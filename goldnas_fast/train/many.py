@@ -6,9 +6,10 @@ OUT/arch-INDEX`` with the same seed and options would make it, in its own worker
 ``OUT/logs/arch-INDEX.txt``. When all have finished, ``OUT/summary.json`` and a printed table compare
 them with the NAS-Bench-201 table (:func:`summarize`).
 
-Why processes: a run that is alone in its process is bit for bit the run made alone, by
-construction (own global RNG, own cuDNN/TF32 flags, own CUDA graphs, own stdout), with no code of
-its own beyond starting the runs. Threads in one process would share all of these. On the CPU a
+Why processes: a run that is alone in its process is the run made alone, by construction (own
+global RNG, own cuDNN/TF32 flags, own CUDA graphs, own stdout), with no code of its own beyond
+starting the runs: bit for bit on the CPU; on CUDA up to the convolution algorithms that
+``cudnn.benchmark`` picks by timing (:mod:`goldnas_fast.train.trainer`), which busy neighbours change. Threads in one process would share all of these. On the CPU a
 worker runs ``threads / workers`` intra-op threads, which avoids the spinning of several OpenMP
 threads on a busy machine; whether processes beat one-after-another runs there depends on idle
 cores (BENCHMARKS.md). On a GPU, separate processes overlap one run's host work (Python, launches)
@@ -41,9 +42,14 @@ import torch
 from goldnas_fast.errors import UserError
 from goldnas_fast.runs import atomic_write_json
 
-__all__ = ["run_many", "spearman", "summarize"]
+__all__ = ["arch_dir", "run_many", "spearman", "summarize"]
 
 CUDA_MAX_WORKERS = 8
+
+
+def arch_dir(out: str | Path, index: int) -> Path:
+    """The run directory of NB201 architecture ``index`` in the list run ``out``."""
+    return Path(out) / f"arch-{index}"
 
 
 def _workers(requested: int | None, n: int, device: str) -> int:
@@ -62,7 +68,8 @@ def _one(namespace: dict[str, Any], log: str, threads: int) -> tuple[int, str]:
 
     torch.set_num_threads(threads)
     args = argparse.Namespace(**namespace)
-    with open(log, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    # appended: a resumed list keeps the console output of the part before the interruption
+    with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
             return int(run(args) or 0), ""
         except UserError as exc:
@@ -90,7 +97,7 @@ def run_many(args: argparse.Namespace, targets: Sequence[Any]) -> int:
     jobs = {}
     for t in targets:
         ns = copy.copy(vars(args))
-        ns.update(arch=str(t.arch_index), out=str(out / f"arch-{t.arch_index}"), no_progress=True, workers=None)
+        ns.update(arch=str(t.arch_index), out=str(arch_dir(out, t.arch_index)), no_progress=True, workers=None)
         ns.pop("_module", None)
         jobs[t.arch_index] = (ns, str(out / "logs" / f"arch-{t.arch_index}.txt"))
     print(f"training {len(targets)} architectures, {workers} at a time ({threads} CPU thread(s) each); "
@@ -115,7 +122,7 @@ def run_many(args: argparse.Namespace, targets: Sequence[Any]) -> int:
                     status[index] = (1, f"{type(exc).__name__}: {exc}")
                 _report_one(out, index, status[index])
     wall = time.perf_counter() - t0
-    results = {i: _read_result(out / f"arch-{i}") for i in jobs}
+    results = {i: _read_result(arch_dir(out, i)) for i in jobs}
     summary = summarize(results, wall_seconds=wall, workers=workers)
     summary["failed"] = {str(i): msg or f"exit status {code}" for i, (code, msg) in status.items() if code != 0}
     atomic_write_json(out / "summary.json", summary)
@@ -125,7 +132,7 @@ def run_many(args: argparse.Namespace, targets: Sequence[Any]) -> int:
 
 def _report_one(out: Path, index: int, status: tuple[int, str]) -> None:
     code, msg = status
-    result = _read_result(out / f"arch-{index}")
+    result = _read_result(arch_dir(out, index))
     if code != 0:
         print(f"arch {index}: failed ({msg or f'exit status {code}'}; see {out}/logs/arch-{index}.txt)",
               file=sys.stderr)
