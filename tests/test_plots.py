@@ -120,6 +120,31 @@ def test_search_plots_the_benchmark_metric_and_its_final_architecture(tmp_path: 
     assert tuple(points[final_index]) == (final["cifar10_test_acc_200"], final["flops_m"])
 
 
+def test_search_stars_the_final_architecture_where_it_was_first_recorded(tmp_path: Path, monkeypatch) -> None:
+    """A final architecture recorded earlier (e.g. DARTS' argmax coming back) is one point, and that point
+    gets the star, not the last point."""
+    import goldnas_fast.search.pareto as pareto
+    from goldnas_fast.runs import RunDir
+    from goldnas_fast.search.results import finish_nb201_result
+
+    calls = []
+    real = pareto._pareto_figure
+
+    def spy(points, front, title, background, xlabel, ylabel, final):
+        calls.append((np.asarray(points), final))
+        return real(points, front, title, background, xlabel, ylabel, final)
+
+    monkeypatch.setattr(pareto, "_pareto_figure", spy)
+    a = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    b = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+    cfg = {"algo": "darts"}
+    result = finish_nb201_result(RunDir(tmp_path / "run", "search", cfg), cfg, a,
+                                 [{"epoch": 1, "arch": a}, {"epoch": 2, "arch": b}], 1.0)
+    (points, final_index), = calls
+    assert len(points) == 2 and final_index == 0
+    assert tuple(points[final_index]) == (result["final"]["cifar10_test_acc_200"], result["final"]["flops_m"])
+
+
 # ------------------------------------------------------------------------------------------ curves.png
 def _history(n: int) -> list[dict]:
     return [{"epoch": e, "train_loss": 2.0 / e, "train_acc": 10.0 * e,

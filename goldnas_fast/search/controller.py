@@ -104,7 +104,7 @@ class GoldNasConfig:
         if not 0 < num("xi_min") < 1:
             raise bad("xi_min", "in (0, 1)")
         if not self.xi_min <= num("xi_max") < 1:
-            raise bad("xi_max", f"in [xi_min={self.xi_min}, 1)")
+            raise bad("xi_max", f"below 1 and at least the lower threshold {self.xi_min} (xi_min, --xi-min)")
         integer("n0", 1)
         if not num("lambda0") > 0:
             raise bad("lambda0", "> 0")

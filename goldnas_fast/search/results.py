@@ -67,7 +67,8 @@ def finish_nb201_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: str, r
     plot_pareto(points, front, run_dir.path / "pareto.png",
                 title=f"NAS-Bench-201 {cfg['algo']} search: recorded architectures",
                 background=(bench.column("cifar10-test-200"), bench.column("flops_m")),
-                ylabel="NAS-Bench-201 CIFAR-10 test accuracy (200 epochs, %)", final=len(points) - 1)
+                ylabel="NAS-Bench-201 CIFAR-10 test accuracy (200 epochs, %)",
+                final=next(i for i, c in enumerate(candidates) if c.get("final")))
     stop = f", stop: {result['stop_reason']}" if result.get("stop_reason") else ""
     print(f"table index {final['index']} | NAS-Bench-201 network FLOPs {final['flops_m']:.2f}M | "
           f"params {final['params_m']:.3f}M | "

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from goldnas_fast import outdirs
 from goldnas_fast.errors import UserError
 from goldnas_fast.progress import progress_bar
-from goldnas_fast.runs import RunDir
+from goldnas_fast.runs import RunDir, resume_note
 from goldnas_fast.search import distributed as dist_utils
 from goldnas_fast.search.algorithm import SearchAlgorithm
 from goldnas_fast.search.config import SearchConfig
@@ -101,13 +101,9 @@ def _resume_state(run_dir: RunDir, algo: SearchAlgorithm, out: Path) -> tuple[in
 def _resume_note(out: Path, history: list[dict[str, Any]], epochs: int) -> str:
     """What ``--resume`` found: a finished run, or the epoch an unfinished one continues after."""
     done = len(history)
-    if done and (history[-1].get("stop") or done >= epochs):
-        reason = history[-1].get("stop_reason") or "done"
-        return f"{out}: the search had already finished after epoch {done}/{epochs} (stop: {reason}); " \
-               "writing its result again"
-    if done:
-        return f"resuming {out} after epoch {done}/{epochs}"
-    return f"resuming {out} from the start (it holds no checkpoint yet)"
+    finished = bool(done and (history[-1].get("stop") or done >= epochs))
+    reason = (history[-1].get("stop_reason") or "done") if finished else None
+    return resume_note(out, done, epochs, finished=finished, what="search", reason=reason)
 
 
 def _loop(algo: SearchAlgorithm, seed: int, run_dir: RunDir | None, ctx, out: Path, resume: bool = False,

@@ -108,7 +108,7 @@ def _channels_last(value: str | bool, device: torch.device, target: Any, protoco
 def run(args: argparse.Namespace) -> int:
     from goldnas_fast.train.protocols import get_protocol
     from goldnas_fast.train.targets import resolve_targets
-    from goldnas_fast.train.trainer import AMP_MODES
+    from goldnas_fast.precision import check_precision
 
     # ---- validate everything before anything is written
     if args.resume and not args.out:
@@ -123,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
                         f"(use {'nb201-12 or nb201-200' if target.space == 'nb201' else 'darts'})")
     protocol = protocol.with_overrides(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     split = args.split or protocol.default_split
-    if args.amp not in AMP_MODES:
-        raise UserError(f"--precision (--amp) must be one of {', '.join(AMP_MODES)}, got {args.amp!r}")
+    check_precision(args.amp, "--precision (--amp)")
     if args.seed is None or args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     _positive(args.eval_every, "--eval-every", allow_none=False)
