@@ -6,7 +6,6 @@ evaluations); the study is shared by the tests of this module to keep the runtim
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
