@@ -14,16 +14,20 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from goldnas_fast.search.config import SAMPLE_EPOCHS, SAMPLE_NB201_N, SPACE_DEFAULTS, SearchConfig, SupernetConfig
+    from goldnas_fast.search.config import SAMPLE_EPOCHS, SearchConfig, SupernetConfig
     from goldnas_fast.search.controller import GoldNasConfig
     from goldnas_fast.search.darts import DartsConfig, DartsSearchConfig
     from goldnas_fast.search.multitrial import MultiTrialConfig
-    from goldnas_fast.search.onelevel import GOLDNAS_SPACE_FLOPS_MIN, SAMPLE_LAMBDA0, OneLevelConfig
-    from goldnas_fast.spaces import SPACES
+    from goldnas_fast.search.onelevel import SAMPLE_LAMBDA0, OneLevelConfig
+    from goldnas_fast.spaces import SPACES, space_class
+    from goldnas_fast.spaces.goldnas.adapter import FLOPS_MIN
     from goldnas_fast.spaces.goldnas.ops import DEFAULT_OPS
+    from goldnas_fast.spaces.nb201.adapter import SAMPLE_N, NB201Space
 
     gold, one = GoldNasConfig(), OneLevelConfig()
-    nb, gn = SPACE_DEFAULTS["nb201"], SPACE_DEFAULTS["goldnas"]
+    def per_space(key: str) -> str:
+        return ", ".join(f"{space_class(name).supernet_defaults.get(key)} on {name}" for name in SPACES)
+
     p.add_argument("--space", help=f"search space: {', '.join(SPACES)} (default {SearchConfig.space})")
     p.add_argument("--algo", help=f"algorithm: {', '.join(ALGORITHMS)} (default {DEFAULT_ALGORITHM})")
     p.add_argument("--data", help="CIFAR-10: official python-batches folder, .npz file or folder of .npz shards "
@@ -33,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"maximum epochs (GOLD-NAS stops earlier when its stop rule fires; default: 100, or "
                         f"{SAMPLE_EPOCHS} on the embedded sample; DARTS: {DartsSearchConfig.default_epochs})")
     p.add_argument("--batch-size", type=int,
-                   help=f"global batch size (default {nb['batch_size']} on nb201, {gn['batch_size']} on goldnas)")
+                   help=f"global batch size (default {per_space('batch_size')})")
     p.add_argument("--device", help=f"cpu or cuda[:i] (default {SearchConfig.device})")
     p.add_argument("--seed", type=int,
                    help=f"run seed: weights, data order, augmentation (default {SearchConfig.seed})")
@@ -42,9 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue the run in --out from its last checkpoint (starts it if --out holds no run yet)")
     net = p.add_argument_group("supernet")
     net.add_argument("--C", type=int,
-                     help=f"initial channels of the supernet (nb201 default {nb['C']}, goldnas {gn['C']})")
+                     help=f"initial channels of the supernet (default {per_space('C')})")
     net.add_argument("--N", type=int,
-                     help=f"nb201: cells per stage (default {nb['N']}; {SAMPLE_NB201_N} on the embedded sample)")
+                     help=f"nb201: cells per stage (default {NB201Space.supernet_defaults['N']}; "
+                          f"{SAMPLE_N} on the embedded sample)")
     net.add_argument("--layers", type=int, help=f"goldnas space: number of cells (default {SupernetConfig.layers})")
     net.add_argument("--ops", help=f"goldnas space: comma-separated operator set (default {','.join(DEFAULT_OPS)})")
     net.add_argument("--backend", choices=["fused", "reference"],
@@ -72,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mu", type=float,
                    help=f"weight of a pair's FLOPs (M) in its resource cost 1 + mu * FLOPs (default {gold.mu:g})")
     g.add_argument("--flops-min", type=float,
-                   help=f"stop below this many MFLOPs (goldnas space default {GOLDNAS_SPACE_FLOPS_MIN:g}; nb201: none)")
+                   help=f"stop below this many MFLOPs (goldnas space default {FLOPS_MIN:g}; nb201: none)")
     g.add_argument("--resource", choices=["log", "flops"], help=f"resource term (default {one.resource})")
     g.add_argument("--lr-weights", type=float,
                    help=f"weights lr (GOLD-NAS {one.lr_weights:g}, DARTS {DartsConfig.lr_max:g})")

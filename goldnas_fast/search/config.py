@@ -20,20 +20,14 @@ from goldnas_fast.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
     from goldnas_fast.search.gpu import StepOptions
+    from goldnas_fast.spaces.adapter import SearchSpace
 
-__all__ = ["option", "SearchConfig", "SupernetConfig", "EMBEDDED_SAMPLE_RECORD", "SPACE_DEFAULTS"]
+__all__ = ["option", "space_class_of", "SearchConfig", "SupernetConfig", "EMBEDDED_SAMPLE_RECORD"]
 
 EMBEDDED_SAMPLE_RECORD = "embedded-sample"
 """How ``config.json`` records ``--data`` left unset (the embedded sample)."""
 
 SAMPLE_EPOCHS = 30  # the demo on the embedded sample must finish in minutes on a CPU
-SAMPLE_NB201_N = 2  # 8 cells instead of 17, for the same reason
-SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "nb201": {"C": 16, "N": 5, "batch_size": 64},     # NAS-Bench-201's search setting
-    "goldnas": {"C": 36, "batch_size": 96},           # GOLD-NAS's CIFAR-10 search setting
-}
-"""Per-space defaults of the supernet fields (``docs/method/nasbench201.md`` §2.2,
-``docs/method/goldnas.md`` §4.1)."""
 
 ConfigT = TypeVar("ConfigT", bound="SearchConfig")
 
@@ -41,6 +35,13 @@ ConfigT = TypeVar("ConfigT", bound="SearchConfig")
 def option(default: Any, flag: str) -> Any:
     """A config field with ``default``, set on the command line by ``flag``."""
     return dataclasses.field(default=default, metadata={"flag": flag})
+
+
+def space_class_of(name: Any) -> type[SearchSpace] | None:
+    """The adapter class of space ``name``; ``None`` if no space has that name."""
+    from goldnas_fast.spaces import SPACES, space_class
+
+    return space_class(name) if isinstance(name, str) and name in SPACES else None
 
 
 def _int_at_least(cfg: Any, name: str, low: int, optional: bool = False) -> None:
@@ -64,7 +65,7 @@ class SearchConfig:
     """
 
     algo: ClassVar[str] = ""
-    spaces: ClassVar[tuple[str, ...]] = ("nb201", "goldnas")  # the spaces this algorithm searches
+    spaces: ClassVar[tuple[str, ...] | None] = None  # the spaces this algorithm searches; None: every registered one
 
     space: str = option("nb201", "--space")
     seed: int = option(0, "--seed")
@@ -77,14 +78,14 @@ class SearchConfig:
 
         if self.space not in SPACES:
             raise UserError(f"unknown --space {self.space!r}; expected one of {', '.join(SPACES)}")
-        if self.space not in self.spaces:
+        if self.spaces is not None and self.space not in self.spaces:
             raise UserError(f"--algo {self.algo} {self.space_note()}; use --space {' or '.join(self.spaces)}")
         _int_at_least(self, "seed", 0)
         _int_at_least(self, "max_train", 1, optional=True)
 
     def space_note(self) -> str:
         """Why this algorithm searches only :attr:`spaces` (completes "--algo NAME ...")."""
-        return "searches " + " or ".join(self.spaces)
+        return "searches " + " or ".join(self.spaces or ())
 
     @property
     def embedded_sample(self) -> bool:
@@ -135,7 +136,7 @@ class SupernetConfig(SearchConfig):
 
     Attributes:
         epochs: maximum epochs (``None``: the algorithm's default, shorter on the embedded sample).
-        batch_size: global batch size (``None``: the space's, :data:`SPACE_DEFAULTS`).
+        batch_size: global batch size (``None``: the space's, ``SearchSpace.search_defaults``).
         C: initial channels (``None``: the space's).
         N: NAS-Bench-201 cells per stage (``None``: the space's; fewer on the embedded sample).
         layers: GOLD-NAS space cells.
@@ -184,13 +185,8 @@ class SupernetConfig(SearchConfig):
 
     @classmethod
     def context_defaults(cls, given: Mapping[str, Any]) -> dict[str, Any]:
-        space = given.get("space", cls.space)
-        sample = given.get("data") is None
-        out = dict(SPACE_DEFAULTS.get(space, {}))
-        if space != "nb201":
-            out.pop("N", None)
-        elif sample:
-            out["N"] = SAMPLE_NB201_N
+        space, sample = space_class_of(given.get("space", cls.space)), given.get("data") is None
+        out = space.search_defaults(sample) if space is not None else {}  # an unknown space: __post_init__ says so
         out["epochs"] = cls.sample_epochs if sample else cls.default_epochs
         return out
 
@@ -203,10 +199,9 @@ class SupernetConfig(SearchConfig):
 
     def space_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`goldnas_fast.spaces.make_space` for this supernet."""
-        kw: dict[str, Any] = {"C": self.C, "backend": self.backend, "lean": self.lean}
-        if self.space == "nb201":
-            return {**kw, "N": self.N}
-        return {**kw, "layers": self.layers, "ops": self.ops}
+        from goldnas_fast.spaces import space_class
+
+        return space_class(self.space).space_kwargs(self)
 
     def record(self) -> dict[str, Any]:
         from goldnas_fast.devices import parse_device
@@ -215,11 +210,6 @@ class SupernetConfig(SearchConfig):
                "backend": self.backend, "lean": self.lean, "device_type": parse_device(self.device).type}
         if self.precision != "fp32":  # fp32 runs keep the configuration of earlier versions, so they resume
             out["precision"] = self.precision
-        if self.space == "nb201":
-            out["N"] = self.N
-        else:
-            from goldnas_fast.spaces.goldnas.ops import DEFAULT_OPS
+        from goldnas_fast.spaces import space_class
 
-            out["layers"] = self.layers
-            out["ops"] = list(self.ops if self.ops is not None else DEFAULT_OPS)
-        return out
+        return {**out, **space_class(self.space).record(self)}

@@ -26,7 +26,7 @@ import torch
 from goldnas_fast.errors import ConfigError
 from goldnas_fast.nn.cell import match_cell_weights_layout
 from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
-from goldnas_fast.search.config import SupernetConfig, option
+from goldnas_fast.search.config import SupernetConfig, option, space_class_of
 from goldnas_fast.search.controller import EpochDecision, GoldNasConfig, GoldNasController
 from goldnas_fast.search.distributed import Context
 from goldnas_fast.search.gpu import StepOptions
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["OneLevelConfig", "GoldNasSearch", "GoldNasSearchConfig"]
 
 SAMPLE_LAMBDA0 = 1e-3  # the embedded sample's epochs are a few steps long: lambda must grow faster
-GOLDNAS_SPACE_FLOPS_MIN = 240.0  # M, the CIFAR-10 stop rule of the GOLD-NAS space (docs/method/goldnas.md §3.8)
 
 
 @dataclass
@@ -71,7 +70,7 @@ class GoldNasSearchConfig(SupernetConfig):
     """``goldnas-fast search --algo goldnas``: the supernet options plus the GOLD-NAS hyper-parameters,
     whose defaults are :class:`~goldnas_fast.search.controller.GoldNasConfig`'s and
     :class:`OneLevelConfig`'s, except ``lambda0`` on the embedded sample (:data:`SAMPLE_LAMBDA0`) and
-    ``flops_min`` in the GOLD-NAS space (:data:`GOLDNAS_SPACE_FLOPS_MIN`)."""
+    ``flops_min`` in a space that sets its own (``SearchSpace.flops_min``, e.g. the GOLD-NAS space's)."""
 
     algo = "goldnas"
 
@@ -93,10 +92,11 @@ class GoldNasSearchConfig(SupernetConfig):
 
     @classmethod
     def context_defaults(cls, given: Mapping[str, Any]) -> dict[str, Any]:
-        space = given.get("space", cls.space)
+        space = space_class_of(given.get("space", cls.space))
+        flops_min = space.flops_min if space is not None else None
         return {**super().context_defaults(given),
                 "lambda0": SAMPLE_LAMBDA0 if given.get("data") is None else _GOLD.lambda0,
-                "flops_min": GOLDNAS_SPACE_FLOPS_MIN if space == "goldnas" else _GOLD.flops_min}
+                "flops_min": _GOLD.flops_min if flops_min is None else flops_min}
 
     def gold(self) -> GoldNasConfig:
         """The controller's hyper-parameters."""
@@ -116,7 +116,8 @@ class GoldNasSearchConfig(SupernetConfig):
 class GoldNasSearch(SearchAlgorithm):
     """Runs GOLD-NAS on a :class:`~goldnas_fast.spaces.adapter.SearchSpace`.
 
-    On NAS-Bench-201 the search also stops once every edge keeps at most one operator (``docs/method/goldnas.md`` §9).
+    In a space with ``stop_one_op_per_edge`` (NAS-Bench-201) the search also stops once every edge keeps at
+    most one operator (``docs/method/goldnas.md`` §9).
 
     Args:
         space: the supernet with sigmoid gates.
@@ -137,7 +138,7 @@ class GoldNasSearch(SearchAlgorithm):
         self.ctx = ctx or Context(device=device)
         self.step_options = steps or StepOptions()
         self.step_options.check(device, self.ctx.world_size)
-        if space.name == "nb201" and not gold.stop_one_op_per_edge:
+        if space.stop_one_op_per_edge and not gold.stop_one_op_per_edge:
             gold = GoldNasConfig(**{**gold.to_dict(), "stop_one_op_per_edge": True})
         self.gold = gold
         net = space.network.to(device)
@@ -163,8 +164,9 @@ class GoldNasSearch(SearchAlgorithm):
     @classmethod
     def build(cls, config: GoldNasSearchConfig, ctx: Context) -> GoldNasSearch:
         from goldnas_fast.search.supernet_setup import prepare_supernet
+        from goldnas_fast.spaces import space_class
 
-        setup = prepare_supernet(config, ctx, gate="sigmoid" if config.space == "nb201" else None)
+        setup = prepare_supernet(config, ctx, gate=space_class(config.space).sigmoid_gate)
         algo = cls(setup.space, config.gold(), config.one_level(), ctx.device, ctx=ctx, steps=config.steps())
         algo.loaders, algo.epochs = setup.loaders, config.epochs
         algo._images_per_epoch = len(setup.loaders[0]) * setup.batch * ctx.world_size
@@ -199,14 +201,11 @@ class GoldNasSearch(SearchAlgorithm):
 
     def result(self, run_dir: RunDir, history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
         """The recorded architectures (the ends of stable plateaus) and the final one."""
-        from goldnas_fast.search.results import finish_goldnas_result, finish_nb201_result, stop_reason
+        from goldnas_fast.search.results import result_writer, stop_reason
 
-        final_arch = self.space.architecture()
         extra = {"epochs_run": len(history), "stop_reason": stop_reason(history)}
-        if self.space.name == "nb201":
-            recorded = [{"epoch": r["epoch"], "arch": r["arch"]} for r in history if r.get("recorded")]
-            return finish_nb201_result(run_dir, run_dir.config, final_arch, recorded, seconds, extra=extra)
-        return finish_goldnas_result(run_dir, run_dir.config, final_arch, history, seconds, extra=extra)
+        write = result_writer(self.space.result_writer)
+        return write(run_dir, run_dir.config, self.space.architecture(), history, seconds, extra=extra)
 
     @property
     def module(self) -> torch.nn.Module:

@@ -1,11 +1,13 @@
 """A finished search's ``result.json``, Pareto front and ``pareto.png``, and the summary it prints."""
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 from goldnas_fast.runs import RunDir
 
-__all__ = ["finish_nb201_result", "finish_goldnas_result", "stop_reason"]
+__all__ = ["finish_nb201_result", "finish_nb201_history", "finish_goldnas_result", "result_writer", "stop_reason"]
 
 ACCURACY_KEY = "cifar10_test_acc_200"
 
@@ -58,8 +60,8 @@ def finish_nb201_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: str, r
     front = sorted(set(pareto_front(points)))
     bench = Benchmark()
     result = {
-        "space": "nb201", "algo": cfg["algo"], "config": cfg, "final_arch": final_arch, "final": final,
-        "recorded": recorded, "pareto": [candidates[i] for i in front], "search_seconds": seconds,
+        "space": cfg.get("space", "nb201"), "algo": cfg["algo"], "config": cfg, "final_arch": final_arch,
+        "final": final, "recorded": recorded, "pareto": [candidates[i] for i in front], "search_seconds": seconds,
         "table_best_cifar10_test_acc_200": bench.best("cifar10-test-200")[1],
         **(extra or {}),
     }
@@ -77,6 +79,13 @@ def finish_nb201_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: str, r
     print(f"final architecture: {final_arch}  NAS-Bench-201 CIFAR-10 test accuracy: {final[ACCURACY_KEY]:.2f}% "
           "(200 epochs, seed mean)")
     return result
+
+
+def finish_nb201_history(run_dir: RunDir, cfg: dict[str, Any], final_arch: str, history: list[dict[str, Any]],
+                         seconds: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`finish_nb201_result` of a supernet search's epoch records (the recorded epochs' architectures)."""
+    recorded = [{"epoch": r["epoch"], "arch": r["arch"]} for r in history if r.get("recorded")]
+    return finish_nb201_result(run_dir, cfg, final_arch, recorded, seconds, extra=extra)
 
 
 def finish_goldnas_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: dict[str, Any],
@@ -98,7 +107,7 @@ def finish_goldnas_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: dict
     points = [(c["supernet_train_accuracy"], c["flops_m"]) for c in candidates if c["flops_m"] is not None]
     front = sorted(set(pareto_front(points))) if points else []
     result = {
-        "space": "goldnas", "algo": cfg["algo"], "config": cfg, "final_genotype": final_arch,
+        "space": cfg.get("space", "goldnas"), "algo": cfg["algo"], "config": cfg, "final_genotype": final_arch,
         "final_flops_m": last["flops_m"], "recorded": recorded, "pareto": [candidates[i] for i in front],
         "accuracy_note": "supernet training accuracy at record time (proxy); re-train for real accuracy",
         "search_seconds": seconds, **(extra or {}),
@@ -110,3 +119,9 @@ def finish_goldnas_result(run_dir: RunDir, cfg: dict[str, Any], final_arch: dict
     print(f"final genotype: {sum(len(c) for c in final_arch.get('cells', []))} operators, "
           f"FLOPs {last['flops_m']}M | search {seconds:.0f}s | results in {run_dir.path}")
     return result
+
+
+def result_writer(ref: str) -> Callable[..., dict[str, Any]]:
+    """The writer that a space's ``result_writer`` names (``module:function``)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)

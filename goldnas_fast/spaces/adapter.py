@@ -3,14 +3,16 @@
 A :class:`SearchSpace` wraps a :class:`~goldnas_fast.nn.supernet.Supernet` and adds what the supernet
 cannot know: the training loss (with an auxiliary head where there is one), the current discrete
 architecture in the space's own JSON form, and the facts reported about it (its FLOPs and, where a
-table exists, its accuracies). A new space subclasses it in ``spaces/<name>/adapter.py`` and adds one
-line to :data:`goldnas_fast.spaces.SPACES` (and, for ``goldnas-fast search``, its defaults in
-:mod:`goldnas_fast.search.config`: ``docs/architecture.md``, "Where to add").
+table exists, its accuracies). It also carries, as class attributes and class methods, what
+``goldnas-fast search`` must know of the space before building it: the defaults of the supernet
+options, the keyword arguments and ``config.json`` entries they become, the GOLD-NAS gate and stop
+rules, and the writer of the result. A new space subclasses it in ``spaces/<name>/adapter.py`` and adds
+one line to :data:`goldnas_fast.spaces.SPACES` (``docs/architecture.md``, "Where to add").
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -28,6 +30,35 @@ class SearchSpace:
     name: str
     network: Supernet
     aux_weight: float = 0.0
+
+    supernet_defaults: ClassVar[Mapping[str, Any]] = {}
+    """Values of the search's supernet options (``C``, ``batch_size``, ...) that the user left unset."""
+    sigmoid_gate: ClassVar[str | None] = None
+    """The ``gate`` keyword argument that selects GOLD-NAS's sigmoid gates; ``None``: the space takes no
+    ``gate`` argument (its gates are sigmoid gates)."""
+    flops_min: ClassVar[float | None] = None
+    """The default FLOPs floor (M) of GOLD-NAS's stop rule in this space; ``None``: the controller's."""
+    stop_one_op_per_edge: ClassVar[bool] = False
+    """Whether GOLD-NAS also stops once every edge keeps at most one operator."""
+    result_writer: ClassVar[str] = "goldnas_fast.search.results:finish_goldnas_result"
+    """``module:function`` that writes a supernet search's result, called as
+    ``(run_dir, cfg, final_arch, history, seconds, extra=...)``; named, not imported, because the search
+    layer sits above the spaces."""
+
+    @classmethod
+    def search_defaults(cls, sample: bool) -> dict[str, Any]:
+        """The supernet option defaults; ``sample``: the search runs on the embedded sample."""
+        return dict(cls.supernet_defaults)
+
+    @classmethod
+    def space_kwargs(cls, config: Any) -> dict[str, Any]:
+        """Keyword arguments of the adapter for a search's supernet config (``search.config.SupernetConfig``)."""
+        return {"C": config.C, "backend": config.backend, "lean": config.lean}
+
+    @classmethod
+    def record(cls, config: Any) -> dict[str, Any]:
+        """The space's own entries of ``config.json`` (after the common ones), for a supernet config."""
+        return {}
 
     def gate_layout(self) -> GateLayout:
         """The supernet's typed per-pair layout."""

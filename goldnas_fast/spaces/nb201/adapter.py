@@ -1,12 +1,14 @@
 """NAS-Bench-201 as a search space: the supernet with table look-ups of the found architectures."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from goldnas_fast.spaces.adapter import SearchSpace
 from goldnas_fast.spaces.nb201.search_network import SearchNetwork
 
-__all__ = ["NB201Space"]
+__all__ = ["NB201Space", "SAMPLE_N"]
+
+SAMPLE_N = 2  # 8 cells instead of 17 on the embedded sample: its demo must finish in minutes on a CPU
 
 
 class NB201Space(SearchSpace):
@@ -18,11 +20,31 @@ class NB201Space(SearchSpace):
     """
 
     name = "nb201"
+    # NAS-Bench-201's search setting (docs/method/nasbench201.md §2.2)
+    supernet_defaults: ClassVar[dict[str, Any]] = {"C": 16, "N": 5, "batch_size": 64}
+    sigmoid_gate = "sigmoid"
+    stop_one_op_per_edge = True  # docs/method/goldnas.md §9
+    result_writer = "goldnas_fast.search.results:finish_nb201_history"
 
     def __init__(self, gate: str = "sigmoid", C: int = 16, N: int = 5, num_classes: int = 10,
                  backend: str = "fused", lean: bool = False) -> None:
         self.network = SearchNetwork(C=C, N=N, num_classes=num_classes, gate=gate, backend=backend, lean=lean)
         self._bench = None
+
+    @classmethod
+    def search_defaults(cls, sample: bool) -> dict[str, Any]:
+        out = super().search_defaults(sample)
+        if sample:
+            out["N"] = SAMPLE_N
+        return out
+
+    @classmethod
+    def space_kwargs(cls, config: Any) -> dict[str, Any]:
+        return {**super().space_kwargs(config), "N": config.N}
+
+    @classmethod
+    def record(cls, config: Any) -> dict[str, Any]:
+        return {"N": config.N}
 
     @property
     def bench(self):
