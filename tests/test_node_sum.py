@@ -285,6 +285,18 @@ def test_opcheck(device):
                                   (g, plain, sources, kinds, gates, w.detach(), need_inputs_grad))
 
 
+@pytest.mark.parametrize("kinds", [[Kind.IDENTITY, Kind.AVG_POOL_3X3, Kind.MAX_POOL_3X3], [0, 1, 2]])
+def test_reference_compiles_fullgraph(kinds):
+    # The reference is what users compare against under torch.compile (and bench_node_sum compiles it):
+    # its argument checks must trace (operator.index on a Kind once made dynamo recurse).
+    torch._dynamo.reset()
+    x = torch.randn(2, 3, 6, 5)
+    w = torch.rand(3)
+    compiled = torch.compile(lambda x, w: node_sum_ref([x, x, x], kinds, [0, 1, 2], w), fullgraph=True,
+                             backend="eager")
+    torch.testing.assert_close(compiled(x, w), node_sum_ref([x, x, x], kinds, [0, 1, 2], w))
+
+
 def test_torch_compile_fullgraph():
     torch._dynamo.reset()
     kinds = [Kind.IDENTITY, Kind.AVG_POOL_3X3, Kind.IDENTITY, Kind.MAX_POOL_3X3]

@@ -37,13 +37,14 @@ def _check_entries(op: str, tensors: Sequence[torch.Tensor], kinds: Sequence[int
     # operator.index: the integers that the op's int[] arguments take (numpy integers too), never floats.
     for e, k in enumerate(kinds):
         try:
-            parsed.append(Kind(operator.index(k)))
+            # Kind members skip operator.index, which dynamo cannot trace on an IntEnum (recursion)
+            parsed.append(k if isinstance(k, Kind) else Kind(operator.index(k)))
         except (ValueError, TypeError):
             raise ValueError(f"{op}: kinds[{e}] = {k!r} is not a goldnas_fast.ops.Kind "
                              f"(expected one of {[int(x) for x in Kind]})") from None
     for e, g in enumerate(gates):
         try:
-            index = operator.index(g)
+            index = g if type(g) is int else operator.index(g)
         except TypeError:
             index = None
         if index is None or isinstance(g, bool) or not 0 <= index < weights.numel():
