@@ -100,3 +100,23 @@ class SearchAlgorithm(ABC):
     def epoch_line(self, record: dict[str, Any]) -> str | None:
         """The line printed after an epoch (``None``: print nothing)."""
         return epoch_line(record)
+
+
+class SupernetSearch(SearchAlgorithm):
+    """A search that trains a supernet on images (GOLD-NAS, DARTS): its loaders, progress total and run
+    context come from one place. Subclasses set ``device`` and ``step_options`` in their constructor and
+    call :meth:`attach` in :meth:`build`."""
+
+    loaders: Any
+    _images_per_epoch: int
+
+    def attach(self, setup: Any, epochs: int, ctx: Context) -> None:
+        """Takes the loaders of ``setup`` (:func:`goldnas_fast.search.supernet_setup.prepare_supernet`)."""
+        self.loaders, self.epochs = setup.loaders, epochs
+        self._images_per_epoch = len(setup.loaders[0]) * setup.batch * ctx.world_size
+
+    def progress_total(self) -> int | None:
+        return self._images_per_epoch
+
+    def run_context(self) -> contextlib.AbstractContextManager[Any]:
+        return self.step_options.run_context(self.device)

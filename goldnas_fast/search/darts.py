@@ -13,7 +13,6 @@ on a GPU the gates' Adam is ``capturable`` (its step count lives on the device).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import torch
 
 from goldnas_fast.errors import ConfigError
 from goldnas_fast.nn.cell import match_cell_weights_layout
-from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
+from goldnas_fast.search.algorithm import Progress, SupernetSearch, epoch_line
 from goldnas_fast.search.config import SupernetConfig, option
 from goldnas_fast.search.distributed import Context
 from goldnas_fast.search.gpu import StepOptions
@@ -78,7 +77,7 @@ class DartsSearchConfig(SupernetConfig):
         return {**super().record(), "lr_weights": self.lr_weights}
 
 
-class DartsSearch(SearchAlgorithm):
+class DartsSearch(SupernetSearch):
     """Bi-level first-order DARTS on a softmax-gated supernet.
 
     Args:
@@ -119,15 +118,8 @@ class DartsSearch(SearchAlgorithm):
 
         setup = prepare_supernet(config, ctx, gate="softmax", split=True)
         algo = cls(setup.space, DartsConfig(lr_max=config.lr_weights), ctx.device, ctx=ctx, steps=config.steps())
-        algo.loaders, algo.epochs = setup.loaders, config.epochs
-        algo._images_per_epoch = len(setup.loaders[0]) * setup.batch * ctx.world_size
+        algo.attach(setup, config.epochs, ctx)
         return algo
-
-    def progress_total(self) -> int | None:
-        return self._images_per_epoch
-
-    def run_context(self) -> contextlib.AbstractContextManager[Any]:
-        return self.step_options.run_context(self.device)
 
     def epoch_line(self, record: dict[str, Any]) -> str | None:
         # the architecture's cost in the benchmark's evaluation network (C=16, N=5), as the table has it

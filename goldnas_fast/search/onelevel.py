@@ -14,7 +14,6 @@ as the eager step's Python number.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import torch
 
 from goldnas_fast.errors import ConfigError
 from goldnas_fast.nn.cell import match_cell_weights_layout
-from goldnas_fast.search.algorithm import Progress, SearchAlgorithm, epoch_line
+from goldnas_fast.search.algorithm import Progress, SupernetSearch, epoch_line
 from goldnas_fast.search.config import SupernetConfig, option, space_class_of
 from goldnas_fast.search.controller import EpochDecision, GoldNasConfig, GoldNasController
 from goldnas_fast.search.distributed import Context
@@ -113,7 +112,7 @@ class GoldNasSearchConfig(SupernetConfig):
                 "lr_weights": self.lr_weights, "lr_alpha": self.lr_alpha}
 
 
-class GoldNasSearch(SearchAlgorithm):
+class GoldNasSearch(SupernetSearch):
     """Runs GOLD-NAS on a :class:`~goldnas_fast.spaces.adapter.SearchSpace`.
 
     In a space with ``stop_one_op_per_edge`` (NAS-Bench-201) the search also stops once every edge keeps at
@@ -168,15 +167,8 @@ class GoldNasSearch(SearchAlgorithm):
 
         setup = prepare_supernet(config, ctx, gate=space_class(config.space).sigmoid_gate)
         algo = cls(setup.space, config.gold(), config.one_level(), ctx.device, ctx=ctx, steps=config.steps())
-        algo.loaders, algo.epochs = setup.loaders, config.epochs
-        algo._images_per_epoch = len(setup.loaders[0]) * setup.batch * ctx.world_size
+        algo.attach(setup, config.epochs, ctx)
         return algo
-
-    def progress_total(self) -> int | None:
-        return self._images_per_epoch
-
-    def run_context(self) -> contextlib.AbstractContextManager[Any]:
-        return self.step_options.run_context(self.device)
 
     def progress_note(self) -> str | None:
         # host-side facts only: loss and accuracy would cost a device sync per step; the epoch line has them
