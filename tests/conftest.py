@@ -54,3 +54,20 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
     np.savez(path, train_images=a.train_images, train_labels=a.train_labels, test_images=a.test_images,
              test_labels=a.test_labels)
     return str(path)
+
+
+def assert_replays_without_sync(steps, batches) -> None:
+    """Runs ``steps`` (a step runner with a ``captures`` count) over ``batches``: 3 warm-up steps and the
+    capture, then every later batch is built and replayed under ``torch.cuda.set_sync_debug_mode('error')``,
+    which raises on any implicit host-device synchronization; no re-capture may happen."""
+    for _ in range(4):  # 3 warm-up steps and the capture
+        steps(*next(batches))
+    assert steps.captures == 1
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x, y in batches:
+            steps(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert steps.captures == 1

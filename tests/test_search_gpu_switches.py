@@ -425,18 +425,9 @@ def test_cuda_replayed_search_steps_do_not_synchronize(algo_name):
         setup = prepare_supernet(config, ctx, gate="softmax", split=True)
         algo = DartsSearch(setup.space, DartsConfig(), cuda, ctx=ctx, steps=config.steps())
         algo.loaders = setup.loaders
-    inputs = _step_inputs(algo)
-    for _ in range(4):  # 3 warm-up steps and the capture
-        algo.steps(*next(inputs))
-    assert algo.steps.captures == 1
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for x, y in inputs:
-            algo.steps(x, y)
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-    assert algo.steps.captures == 1
+    from tests.conftest import assert_replays_without_sync
+
+    assert_replays_without_sync(algo.steps, _step_inputs(algo))
 
 
 def test_darts_resume_fits_the_gates_adam_to_this_runs_steps():

@@ -174,18 +174,9 @@ def test_cuda_batches_and_replayed_steps_do_not_synchronize(tmp_path: Path) -> N
     torch.manual_seed(0)
     trainer = Trainer(_Net().cuda(), PROTOCOL, RunDir(tmp_path / "r", "train", {}), loader.epoch_batches, 64, {},
                       TrainOptions(seed=0, device=torch.device("cuda"), progress=False, cuda_graphs=True))
-    batches = loader.epoch_batches(torch.Generator().manual_seed(1))
-    for _ in range(4):  # 3 warm-up steps and the capture
-        trainer.steps(*next(batches))
-    assert trainer.steps.captures == 1
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for x, y in batches:
-            trainer.steps(x, y)
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-    assert trainer.steps.captures == 1
+    from tests.conftest import assert_replays_without_sync
+
+    assert_replays_without_sync(trainer.steps, loader.epoch_batches(torch.Generator().manual_seed(1)))
 
 
 def test_batches_and_steps_read_nothing_back_to_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
